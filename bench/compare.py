@@ -1,0 +1,1146 @@
+#!/usr/bin/python3
+"""Side-by-side load comparison: tuskd vs Varnish, nginx proxy_cache, nginx slice (and nginx
+serving local files: the physical limit), all in front of one radosgw on 127.0.0.1.
+
+  /usr/bin/python3 bench/compare.py --quick                 # smoke run, < 3 min
+  /usr/bin/python3 bench/compare.py --out bench/RESULTS.md  # full run (~25 min)
+  options: --scenarios 1,2,3,4,5,6  --rounds N  --tuskd PATH  --time-limit SEC  --keep
+
+Scenarios (contenders alternate within each one: ABCDE ABCDE ...):
+  1 small-object hits (wrk on a warm catalog.json)     2 large-object hits (8 curls on warm obj256)
+  3 cold herd: 50 clients at once on a cold obj256     4 1 MiB range near the end of a cold obj1g
+  5 aria2c -x16 -s16 on a cold obj1g                   6 = 3, 4, 5 with each contender's upstream
+                                                           behind its own throttling relay
+Every process started here is in its own process group and is stopped by PID at the end (also on
+Ctrl-C, SIGTERM, errors or when the global time limit hits). Upstream requests and bytes come from
+radosgw's beast access log (one cold key per contender and run, so they are attributed exactly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import http.client
+import importlib.util
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "tests" / "integration" / "harness.py"
+RELAY = ROOT / "tests" / "integration" / "relay.py"
+PY = "/usr/bin/python3"
+MiB = 1 << 20
+BUCKET = "bench"
+SLOW_MODE = "slow:41943040:20"  # 40 MiB/s per connection + 20 ms per request
+
+
+def load_harness():
+    spec = importlib.util.spec_from_file_location("tusk_harness", HARNESS)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["tusk_harness"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+harness = load_harness()
+# harness.BEAST_LINE skips the size field after the status; capture it (bytes sent + received).
+_BEAST_SRC = harness.BEAST_LINE.pattern
+# It also wants a quoted User-Agent; a client without one is logged as a bare "-".
+BEAST_BYTES = re.compile(
+    _BEAST_SRC.replace(r"(?P<status>\d{3}) \S+ ", r"(?P<status>\d{3}) (?P<bytes>\d+) ", 1)
+    .replace(r'"(?:[^"\\]|\\.)*"', r'(?:"(?:[^"\\]|\\.)*"|-)', 1)
+)
+assert "bytes" in BEAST_BYTES.pattern and '|-)' in BEAST_BYTES.pattern, "harness.BEAST_LINE changed"
+
+
+class TimeUp(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S ") + msg, file=sys.stderr, flush=True)
+
+
+def tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def bound(self, seconds: float) -> float:
+        """min(seconds, time left); raises TimeUp when nothing is left."""
+        left = self.left()
+        if left <= 1:
+            raise TimeUp("global time limit reached")
+        return min(seconds, left)
+
+
+# ------------------------------------------------------------------------------------------------
+# processes
+
+
+class Procs:
+    """Every long-running process we start: own session (= process group), stopped by PID."""
+
+    def __init__(self):
+        self.items: list[tuple[str, subprocess.Popen]] = []
+        self.lock = threading.Lock()
+
+    def spawn(self, name: str, argv: list[str], log_path: Path, **kw) -> subprocess.Popen:
+        f = open(log_path, "ab")
+        try:
+            p = subprocess.Popen(
+                argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, **kw,
+            )
+        finally:
+            f.close()
+        with self.lock:
+            self.items.append((name, p))
+        return p
+
+    def stop(self, p: subprocess.Popen, timeout: float = 15) -> None:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # the group may still hold children (nginx workers, varnish child): SIGKILL what is left
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if p.poll() is None:
+            p.wait(5)
+        with self.lock:
+            self.items = [(n, q) for n, q in self.items if q is not p]
+
+    def stop_all(self) -> None:
+        for _, p in reversed(list(self.items)):
+            try:
+                self.stop(p)
+            except Exception as e:  # keep stopping the others
+                log(f"stop {p.pid}: {e}")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime + stime of every live process in process group pgid."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rfind(")") + 2 :].split()
+        # fields[0] = state (field 3); pgrp is field 5, utime 14, stime 15
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tck
+
+
+def proc_wchar(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def wait_port(port: int, proc: subprocess.Popen, name: str, log_path: Path, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with {proc.returncode} during start-up; {log_path}:\n{tail(log_path)}"
+            )
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} not listening on {port} after {timeout}s; {log_path}:\n{tail(log_path)}")
+
+
+def http_get(port: int, path: str, headers=None, timeout: float = 60) -> tuple[int, dict, bytes]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path, headers=headers or {})
+        r = c.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# radosgw + objects
+
+
+class Upstream:
+    def __init__(self, procs: Procs, tmp: Path, sizes: dict[str, int]):
+        self.procs = procs
+        self.tmp = tmp
+        self.sizes = sizes
+        self.rgw = None
+        self.static = tmp / "static"
+        self.objects: dict[str, dict] = {}  # base key -> {size, sha256, path}
+        self.key_base: dict[str, str] = {}  # every key -> its base object
+
+    def start(self, deadline: Deadline):
+        d = self.tmp / "rgw"
+        log("starting radosgw ...")
+        rgw = harness.Rgw()
+        rgw._owned = True  # stop() works even if start() fails half-way
+        rgw.dir = d
+        self.rgw = rgw
+        rgw.start(d, timeout=deadline.bound(180))
+        self.pid = int(rgw.env["RGW_PIDS"].split()[0])
+        log(f"radosgw on {rgw.endpoint} ({rgw.start_message.splitlines()[-1] if rgw.start_message else ''})")
+
+    def stop(self):
+        if self.rgw is not None:
+            try:
+                self.rgw.stop(purge=True)
+            except Exception as e:
+                log(f"radosgw stop failed: {e}; killing recorded PIDs")
+                for pid in self.rgw.env.get("RGW_PIDS", "").split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+            self.rgw = None
+
+    @property
+    def port(self) -> int:
+        return self.rgw.port
+
+    def make_objects(self, deadline: Deadline):
+        from boto3.s3.transfer import TransferConfig
+
+        s3 = self.rgw.s3("tusk")
+        s3.create_bucket(Bucket=BUCKET, ACL="public-read")
+        bdir = self.static / BUCKET
+        bdir.mkdir(parents=True, exist_ok=True)
+        cat = {"version": 1, "images": [{"name": f"img{i:03d}", "size": i * 12345,
+                                           "url": f"img{i:03d}.tgz"} for i in range(40)]}
+        data = json.dumps(cat, indent=1).encode()
+        data = (data + b" " * 4096)[:4096]
+        (bdir / "catalog.json").write_bytes(data)
+        self.objects["catalog.json"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                        "path": bdir / "catalog.json"}
+        for key, size in self.sizes.items():
+            log(f"writing {key} ({size // MiB} MiB of random bytes)")
+            h = hashlib.sha256()
+            with open(bdir / key, "wb") as f:
+                left = size
+                while left:
+                    b = os.urandom(min(16 * MiB, left))
+                    h.update(b)
+                    f.write(b)
+                    left -= len(b)
+            self.objects[key] = {"size": size, "sha256": h.hexdigest(), "path": bdir / key}
+        tc = TransferConfig(multipart_threshold=64 * MiB, multipart_chunksize=64 * MiB, max_concurrency=4)
+        for key, obj in self.objects.items():
+            deadline.bound(1)
+            t0 = time.monotonic()
+            s3.upload_file(str(obj["path"]), BUCKET, key, ExtraArgs={"ACL": "public-read",
+                           "ContentType": "application/json" if key.endswith(".json")
+                           else "application/octet-stream"}, Config=tc)
+            log(f"uploaded {key} in {time.monotonic() - t0:.1f}s")
+            self.key_base[key] = key
+        self.s3 = s3
+
+    def copies(self, wanted: list[tuple[str, str]], deadline: Deadline):
+        """Server-side copies (new_key, base_key), public-read; hard links in the static tree."""
+        t0 = time.monotonic()
+
+        def one(pair):
+            new, base = pair
+            self.s3.copy_object(Bucket=BUCKET, Key=new, CopySource={"Bucket": BUCKET, "Key": base},
+                                ACL="public-read")
+            return pair
+
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            for new, base in ex.map(one, wanted):
+                self.key_base[new] = base
+                p = self.static / BUCKET / new
+                if not p.exists():
+                    os.link(self.objects[base]["path"], p)
+        # anonymous access check on one copy of each base
+        for new, base in {b: (n, b) for n, b in wanted}.values():
+            st, hd, _ = http_get(self.port, f"/{BUCKET}/{new}", {"Range": "bytes=0-0"})
+            if st != 206:
+                raise RuntimeError(f"anonymous GET of copied key {new} answered {st}: not public-read?")
+        log(f"{len(wanted)} server-side copies in {time.monotonic() - t0:.1f}s")
+
+    def info(self, key: str) -> dict:
+        return self.objects[self.key_base[key]]
+
+    # -- accounting from the beast log --
+
+    def log_offset(self) -> int:
+        return self.rgw.log_offset()
+
+    def usage(self, since: int, key: str | None = None) -> tuple[int, int]:
+        """(object GET/HEAD requests, bytes) logged after offset `since`, for one key or all."""
+        self.rgw.flush_log()
+        n = nbytes = 0
+        with open(self.rgw.log_path, "rb") as f:
+            f.seek(since)
+            for raw in f:
+                m = BEAST_BYTES.search(raw.decode("utf-8", "replace"))
+                if not m or m["method"] not in ("GET", "HEAD"):
+                    continue
+                path = m["target"].split("?", 1)[0]
+                if not path.startswith(f"/{BUCKET}/"):
+                    continue
+                if key is not None and path != f"/{BUCKET}/{key}":
+                    continue
+                n += 1
+                nbytes += int(m["bytes"])
+        return n, nbytes
+
+    def settle(self, max_wait: float) -> float:
+        """Waits until radosgw stops sending (background fills finished): its wchar grows by less
+        than 1 MB in 1 s. Returns the seconds waited."""
+        t0 = time.monotonic()
+        last = proc_wchar(self.pid)
+        quiet = 0
+        while time.monotonic() - t0 < max_wait:
+            time.sleep(0.25)
+            now = proc_wchar(self.pid)
+            quiet = quiet + 1 if now - last < 250_000 else 0
+            last = now
+            if quiet >= 4:
+                return max(0.0, time.monotonic() - t0 - 1.0)  # minus the quiet second itself
+        return time.monotonic() - t0
+
+
+# ------------------------------------------------------------------------------------------------
+# contenders
+
+
+class Contender:
+    name = "?"
+    peer = True  # compared against tuskd
+    static = False
+
+    def __init__(self, procs: Procs, workdir: Path):
+        self.procs = procs
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.dir / "server.log"
+
+    def argv(self, up_port: int) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, up_port: int, check_port: int | None = None):
+        argv = self.argv(up_port)
+        (self.dir / "command").write_text(shlex.join(argv) + "\n")
+        self.proc = self.procs.spawn(self.name, argv, self.log_path, cwd=self.dir)
+        wait_port(self.port, self.proc, self.name, self.log_path)
+        self.ready()
+        st, hd, body = http_get(self.port, f"/{BUCKET}/catalog.json", timeout=30)
+        if st != 200 or len(body) != 4096:
+            raise RuntimeError(f"{self.name}: GET /{BUCKET}/catalog.json -> {st}, {len(body)} bytes; "
+                               f"log:\n{tail(self.log_path)}")
+
+    def ready(self):
+        pass
+
+    def stop(self):
+        if self.proc is not None:
+            self.procs.stop(self.proc)
+            self.proc = None
+
+    def cpu(self) -> float:
+        return group_cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+
+class Tuskd(Contender):
+    name = "tuskd"
+    peer = False
+
+    def __init__(self, procs, workdir, binary: Path):
+        super().__init__(procs, workdir)
+        self.binary = binary
+        self.admin_port = free_port()
+
+    def argv(self, up_port):
+        cfg = {
+            "server": {"listen": [f"127.0.0.1:{self.port}"], "workers": 0, "max_connections": 10000},
+            "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
+            "cache": {"dir": str(self.dir / "cache"), "max_size": "200GiB", "chunk_size": "8MiB",
+                      "min_free": "2GiB"},
+            "log": {"level": "warn", "access_log": "off"},
+            "upstreams": {"rgw": {"endpoint": f"http://127.0.0.1:{up_port}", "signature": "none",
+                                  "connect_timeout": "5s", "stall_timeout": "60s", "retries": 3}},
+            # prefetch none: fetch what clients ask for, as nginx-slice does (a whole GET asks
+            # for every chunk). With `whole`, scenario 4 would also count the rest of the
+            # object that tuskd fetches in the background after answering.
+            "routes": [{"prefix": f"/{BUCKET}/", "upstream": "rgw", "bucket": BUCKET, "ttl": "1d",
+                        "prefetch": "none"}],
+        }
+        p = self.dir / "tusk.yaml"
+        p.write_text(json.dumps(cfg, indent=2) + "\n")
+        return [str(self.binary), "--config", str(p)]
+
+    def ready(self):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if http_get(self.admin_port, "/readyz", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"tuskd not ready; log:\n{tail(self.log_path)}")
+
+    def metrics(self) -> dict:
+        try:
+            st, _, body = http_get(self.admin_port, "/metrics", timeout=5)
+            return harness.parse_prometheus(body.decode()) if st == 200 else {}
+        except OSError:
+            return {}
+
+
+class Varnish(Contender):
+    name = "varnish"
+
+    def argv(self, up_port):
+        vcl = self.dir / "bench.vcl"
+        vcl.write_text(f"""vcl 4.1;
+backend rgw {{
+  .host = "127.0.0.1";
+  .port = "{up_port}";
+  .connect_timeout = 5s;
+  .first_byte_timeout = 600s;
+  .between_bytes_timeout = 600s;
+}}
+sub vcl_backend_response {{
+  if (beresp.status == 200) {{
+    set beresp.ttl = 1d;
+    set beresp.grace = 1h;
+  }}
+}}
+""")
+        return ["varnishd", "-F", "-j", "none", "-a", f"127.0.0.1:{self.port}", "-T", "127.0.0.1:0",
+                "-s", "malloc,3G", "-n", str(self.dir / "n"), "-f", str(vcl),
+                "-p", "send_timeout=600", "-p", "idle_send_timeout=600"]
+
+
+NGINX_MAIN = """{user}worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  default_type application/octet-stream;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+{extra}
+  server {{
+    listen 127.0.0.1:{port};
+{location}
+  }}
+}}
+"""
+
+NGINX_PROXY_COMMON = """      proxy_pass http://rgw;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:{up};
+      proxy_read_timeout 600s;
+      proxy_buffers 32 64k;
+      proxy_buffer_size 64k;
+      proxy_cache c;
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 600s;
+      proxy_cache_lock_age 600s;
+      add_header X-Cache $upstream_cache_status;
+"""
+
+
+class Nginx(Contender):
+    name = "nginx"
+
+    def extra(self, up_port):
+        return (f"  proxy_cache_path {self.dir}/cache levels=1:2 keys_zone=c:64m max_size=200g "
+                f"inactive=1d use_temp_path=off;\n"
+                f"  upstream rgw {{ server 127.0.0.1:{up_port}; keepalive 64; }}")
+
+    def location(self, up_port):
+        return ("    location / {\n" + NGINX_PROXY_COMMON.format(up=up_port)
+                + "      proxy_cache_valid 200 1d;\n    }")
+
+    def argv(self, up_port):
+        (self.dir / "tmp").mkdir(exist_ok=True)
+        conf = self.dir / "nginx.conf"
+        # as root, workers would run as nobody and could not enter our 0700 temp dir
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf.write_text(NGINX_MAIN.format(user=user, d=self.dir, port=self.port, extra=self.extra(up_port),
+                                          location=self.location(up_port)))
+        t = subprocess.run(["nginx", "-t", "-p", str(self.dir), "-c", str(conf)],
+                           capture_output=True, text=True)
+        if t.returncode != 0:
+            raise RuntimeError(f"{self.name}: nginx -t failed:\n{t.stderr}")
+        return ["nginx", "-p", str(self.dir), "-c", str(conf), "-g", "daemon off;"]
+
+
+class NginxSlice(Nginx):
+    name = "nginx-slice"
+
+    def location(self, up_port):
+        return ("    location / {\n      slice 8m;\n" + NGINX_PROXY_COMMON.format(up=up_port)
+                + "      proxy_cache_key $uri$slice_range;\n"
+                  "      proxy_set_header Range $slice_range;\n"
+                  "      proxy_cache_valid 200 206 1d;\n    }")
+
+
+class NginxStatic(Nginx):
+    name = "static"
+    peer = False
+    static = True
+
+    def __init__(self, procs, workdir, root: Path):
+        super().__init__(procs, workdir)
+        self.root = root
+
+    def extra(self, up_port):
+        return ""
+
+    def location(self, up_port):
+        return f"    location / {{\n      root {self.root};\n    }}"
+
+
+class Relay:
+    def __init__(self, procs: Procs, workdir: Path, name: str, up_port: int):
+        self.port = free_port()
+        self.log_path = workdir / f"relay-{name}.log"
+        self.name = name
+        self.proc = procs.spawn(f"relay-{name}", [PY, str(RELAY), "--listen", str(self.port),
+                                                  "--upstream", f"127.0.0.1:{up_port}",
+                                                  "--mode", SLOW_MODE], self.log_path)
+        wait_port(self.port, self.proc, f"relay for {name}", self.log_path)
+
+    def cpu(self) -> float:
+        return group_cpu_seconds(self.proc.pid)
+
+
+# ------------------------------------------------------------------------------------------------
+# scenarios: each returns a dict of figures (numbers or short strings)
+
+
+def parse_wrk(out: str) -> dict:
+    def num(pat):
+        m = re.search(pat, out)
+        return float(m.group(1)) if m else None
+
+    r = {"req/s": num(r"Requests/sec:\s+([\d.]+)")}
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if m:
+        r["p99 ms"] = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    m50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if m50:
+        r["p50 ms"] = float(m50.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m50.group(2)]
+    r["non-2xx"] = int(num(r"Non-2xx or 3xx responses:\s+(\d+)") or 0)
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["sock errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return r
+
+
+def curl_get(port: int, path: str, timeout: float, extra=(), out="/dev/null") -> dict:
+    fmt = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}"
+    p = subprocess.run(["curl", "-s", "-o", out, "-w", fmt, "--max-time", str(int(timeout)), *extra,
+                        f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                       timeout=timeout + 10)
+    code, size, ttfb, total = p.stdout.split()
+    return {"code": int(code), "size": int(size), "ttfb": float(ttfb), "total": float(total),
+            "rc": p.returncode}
+
+
+class Bench:
+    def __init__(self, args, tmp: Path, procs: Procs, up: Upstream, deadline: Deadline):
+        self.args = args
+        self.tmp = tmp
+        self.procs = procs
+        self.up = up
+        self.deadline = deadline
+        self.quick = args.quick
+
+    # 1
+    def s1_small(self, c: Contender, key: str) -> dict:
+        path = f"/{BUCKET}/catalog.json"
+        for _ in range(2):
+            st, _, body = http_get(c.port, path)
+            assert st == 200 and len(body) == 4096, f"warm GET -> {st}"
+        dur = 3 if self.quick else 10
+        off = self.up.log_offset()
+        cpu0 = c.cpu()
+        p = subprocess.run(["wrk", "-t2", "-c50", f"-d{dur}s", "--latency", "--timeout", "5s",
+                            f"http://127.0.0.1:{c.port}{path}"], capture_output=True, text=True,
+                           timeout=self.deadline.bound(dur + 30))
+        cpu = c.cpu() - cpu0
+        if p.returncode != 0:
+            raise RuntimeError(f"wrk failed: {p.stderr[-500:]}")
+        r = parse_wrk(p.stdout)
+        r["upstream reqs"] = self.up.usage(off)[0]
+        r["server CPU s"] = cpu
+        return r
+
+    # 2
+    def s2_large(self, c: Contender, key: str) -> dict:
+        path = f"/{BUCKET}/{key}"
+        size = self.up.info(key)["size"]
+        for _ in range(2):
+            r = curl_get(c.port, path, self.deadline.bound(300))
+            assert r["code"] == 200 and r["size"] == size, f"warm GET -> {r}"
+        time.sleep(0.5)
+        off = self.up.log_offset()
+        fmt = "%{http_code} %{size_download} %{time_total}"
+        cpu0 = c.cpu()
+        t0 = time.monotonic()
+        ps = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-w", fmt, "--max-time", "300",
+                                f"http://127.0.0.1:{c.port}{path}"], stdout=subprocess.PIPE, text=True)
+              for _ in range(8)]
+        outs = [p.communicate(timeout=self.deadline.bound(320))[0].split() for p in ps]
+        wall = time.monotonic() - t0
+        cpu = c.cpu() - cpu0
+        ok = sum(1 for o in outs if o[0] == "200" and int(o[1]) == size)
+        total = sum(int(o[1]) for o in outs)
+        return {"aggregate MB/s": total / wall / 1e6, "slowest s": max(float(o[2]) for o in outs),
+                "complete": f"{ok}/8", "upstream reqs": self.up.usage(off)[0], "server CPU s": cpu}
+
+    # 3
+    def s3_herd(self, c: Contender, key: str, relay: Relay | None) -> dict:
+        n = 50
+        info = self.up.info(key)
+        path = f"/{BUCKET}/{key}"
+        timeout = self.deadline.bound(300 if not relay else 600)
+        res: list = [None] * n
+        t0box = [0.0]
+        barrier = threading.Barrier(n, action=lambda: t0box.__setitem__(0, time.monotonic()))
+
+        def client(i):
+            try:
+                barrier.wait()
+                conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=timeout)
+                conn.request("GET", path, headers={"User-Agent": "compare.py-herd"})
+                r = conn.getresponse()
+                h = hashlib.sha256()
+                buf = bytearray(MiB)
+                mv = memoryview(buf)
+                got = 0
+                while True:
+                    k = r.readinto(mv)
+                    if not k:
+                        break
+                    h.update(mv[:k])
+                    got += k
+                conn.close()
+                good_sha = h.hexdigest() == info["sha256"]
+                res[i] = (r.status, got == info["size"] and good_sha, time.monotonic(),
+                          f"X-Cache {r.getheader('X-Cache', '-')}, {got} of {info['size']} bytes, "
+                          f"sha256 {'ok' if good_sha else 'WRONG'}")
+            except Exception as e:
+                res[i] = (0, False, time.monotonic(), repr(e)[:80])
+
+        off = self.up.log_offset()
+        cpu0 = c.cpu()
+        rcpu0 = relay.cpu() if relay else 0
+        ths = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(timeout + 30)
+        t0 = t0box[0]
+        done = [r for r in res if r is not None]
+        ok = [r for r in done if r[0] == 200 and r[1]]
+        wall = max(r[2] for r in done) - t0
+        settle = self.up.settle(90 if relay else 30)
+        cpu = c.cpu() - cpu0
+        reqs, nbytes = self.up.usage(off, key)
+        out = {"all complete s": wall if len(ok) == n else None,
+               "first complete s": min(r[2] for r in ok) - t0 if ok else None,
+               "correct": f"{len(ok)}/{n}", "upstream reqs": reqs, "upstream MB": nbytes / 1e6,
+               "server CPU s": cpu}
+        bad = [r for r in done if not (r[0] == 200 and r[1])]
+        if bad:
+            kinds = sorted({f"status {b[0]} {b[3]}" for b in bad})
+            out["errors"] = f"{len(bad)}/{n} clients bad: " + "; ".join(kinds[:3])
+        if relay:
+            out["relay CPU %"] = 100 * (relay.cpu() - rcpu0) / (wall + settle)
+        return out
+
+    # 4
+    def s4_range(self, c: Contender, key: str, relay: Relay | None) -> dict:
+        info = self.up.info(key)
+        size = info["size"]
+        start = size - 4 * MiB
+        end = start + MiB - 1
+        with open(info["path"], "rb") as f:
+            f.seek(start)
+            want = hashlib.sha256(f.read(end - start + 1)).hexdigest()
+        out_file = self.tmp / f"range-{c.name}.bin"
+        off = self.up.log_offset()
+        cpu0 = c.cpu()
+        rcpu0 = relay.cpu() if relay else 0
+        t0 = time.monotonic()
+        r = curl_get(c.port, f"/{BUCKET}/{key}", self.deadline.bound(300 if not relay else 600),
+                     extra=["-r", f"{start}-{end}"], out=str(out_file))
+        wall = time.monotonic() - t0
+        data = out_file.read_bytes() if out_file.exists() else b""
+        out_file.unlink(missing_ok=True)
+        correct = r["code"] == 206 and hashlib.sha256(data).hexdigest() == want
+        if r["code"] == 200 and len(data) == size:
+            correct = "200 full body"
+        settle = self.up.settle(90 if relay else 30)
+        cpu = c.cpu() - cpu0
+        reqs, nbytes = self.up.usage(off, key)
+        out = {"TTFB s": r["ttfb"], "total s": r["total"], "status": r["code"],
+               "bytes to client MB": r["size"] / 1e6, "correct": "yes" if correct is True else
+               (correct or "NO"), "upstream reqs": reqs, "upstream MB": nbytes / 1e6,
+               "background s": settle, "server CPU s": cpu}
+        if relay:
+            out["relay CPU %"] = 100 * (relay.cpu() - rcpu0) / (wall + settle)
+        return out
+
+    # 5
+    def s5_aria(self, c: Contender, key: str, relay: Relay | None) -> dict:
+        info = self.up.info(key)
+        d = self.tmp / "aria"
+        d.mkdir(exist_ok=True)
+        name = f"{c.name}.bin"
+        (d / name).unlink(missing_ok=True)
+        off = self.up.log_offset()
+        cpu0 = c.cpu()
+        rcpu0 = relay.cpu() if relay else 0
+        limit = self.deadline.bound(300 if not relay else 600)
+        t0 = time.monotonic()
+        p = subprocess.run(["aria2c", "-x16", "-s16", "--dir", str(d), "-o", name,
+                            "--allow-overwrite=true", "--auto-file-renaming=false",
+                            "--file-allocation=none", "--console-log-level=warn",
+                            "--summary-interval=0", "--download-result=hide", "--timeout=600",
+                            "--max-tries=1", f"http://127.0.0.1:{c.port}/{BUCKET}/{key}"],
+                           capture_output=True, text=True, timeout=limit)
+        wall = time.monotonic() - t0
+        ok = False
+        if p.returncode == 0 and (d / name).exists():
+            h = hashlib.sha256()
+            with open(d / name, "rb") as f:
+                while b := f.read(8 * MiB):
+                    h.update(b)
+            ok = h.hexdigest() == info["sha256"]
+        (d / name).unlink(missing_ok=True)
+        settle = self.up.settle(90 if relay else 30)
+        cpu = c.cpu() - cpu0
+        reqs, nbytes = self.up.usage(off, key)
+        out = {"complete s": wall if ok else None, "correct": "yes" if ok else
+               f"NO (rc {p.returncode}: {(p.stdout + p.stderr).strip()[-100:]!r})",
+               "upstream reqs": reqs, "upstream MB": nbytes / 1e6, "background s": settle,
+               "server CPU s": cpu}
+        if relay:
+            out["relay CPU %"] = 100 * (relay.cpu() - rcpu0) / (wall + settle)
+        return out
+
+
+# metric -> True (higher is better) / False (lower is better); others are shown without a ratio
+DIRECTION = {
+    "req/s": True, "p99 ms": False, "p50 ms": False, "aggregate MB/s": True, "slowest s": False,
+    "all complete s": False, "first complete s": False, "upstream reqs": None, "upstream MB": False,
+    "TTFB s": False, "total s": False, "complete s": False, "server CPU s": False,
+}
+
+TITLES = {
+    1: "1. Small-object hits: wrk -t2 -c50 on a warm catalog.json (4 KiB)",
+    2: "2. Large-object hits: 8 parallel curls of a warm {obj256}",
+    3: "3. Cold herd: 50 clients at once on a cold {obj256} (sha256 of every copy checked)",
+    4: "4. 1 MiB range 4 MiB before the end of a cold {obj1g} (curl -r)",
+    5: "5. aria2c -x16 -s16 on a cold {obj1g} (sha256 checked)",
+}
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 100:
+            return f"{v:.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.3f}"
+    return str(v)
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Median of numeric figures over rounds (min–max kept), strings joined."""
+    out = {}
+    keys = []
+    for r in runs:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    for k in keys:
+        vals = [r.get(k) for r in runs]
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if nums and len(nums) == len([v for v in vals if v is not None]) and None not in vals:
+            med = statistics.median(nums)
+            if all(isinstance(v, int) for v in nums) and med == int(med):
+                med = int(med)
+            out[k] = (med, min(nums), max(nums), len(nums))
+        else:
+            uniq = []
+            for v in vals:
+                s = fmt(v)
+                if s not in uniq:
+                    uniq.append(s)
+            out[k] = " / ".join(uniq)
+    return out
+
+
+def table(title: str, results: dict[str, list[dict]], order: list[str]) -> str:
+    names = [n for n in order if n in results]
+    agg = {n: aggregate(results[n]) for n in names}
+    metrics = []
+    for n in names:
+        for k in agg[n]:
+            if k not in metrics and k != "errors":
+                metrics.append(k)
+    peers = [n for n in names if n not in ("tuskd", "static")]
+    head = ["metric"] + names + ["tuskd / best peer"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in metrics:
+        row = [k]
+        for n in names:
+            v = agg[n].get(k)
+            if isinstance(v, tuple):
+                med, lo, hi, cnt = v
+                s = fmt(med)
+                if cnt > 1 and lo != hi:
+                    s += f" ({fmt(lo)}–{fmt(hi)})"
+                row.append(s)
+            else:
+                row.append(v if v is not None else "")
+        ratio = ""
+        d = DIRECTION.get(k, "none")
+        tv = agg.get("tuskd", {}).get(k)
+        pv = [agg[p].get(k) for p in peers if isinstance(agg[p].get(k), tuple)]
+        if d in (True, False) and isinstance(tv, tuple) and pv:
+            best = max(x[0] for x in pv) if d else min(x[0] for x in pv)
+            if best:
+                ratio = f"{tv[0] / best:.2f}× ({'higher' if d else 'lower'} is better)"
+            elif tv[0] == 0:
+                ratio = "= (both 0)"
+        row.append(ratio)
+        lines.append("| " + " | ".join(str(x) for x in row) + " |")
+    errs = [(n, r["errors"]) for n in names for r in results[n] if r.get("errors")]
+    for n, e in errs:
+        lines.append(f"\n- {n}: {e}")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def machine_facts(tuskd: Path, shown_as: Path) -> list[str]:
+    def cmd(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except Exception as e:
+            return f"? ({e})"
+
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        mem = f"{int(f.readline().split()[1]) // (1 << 20)} GiB"
+    rev = cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    st = tuskd.stat()
+    return [
+        f"- nproc {os.cpu_count()}, CPU {cpu}, RAM {mem}, kernel {platform.release()}",
+        f"- {platform.freedesktop_os_release().get('PRETTY_NAME', '?')}, Python {platform.python_version()}",
+        f"- tuskd: {shown_as} (mtime {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st.st_mtime))},"
+        f" sha256 {hashlib.sha256(tuskd.read_bytes()).hexdigest()[:12]}), tree {rev}"
+        + (" + uncommitted changes" if dirty else ""),
+        f"- {cmd(['varnishd', '-V'])}",
+        f"- {cmd(['nginx', '-v'])}",
+        f"- {cmd(['radosgw', '--version'])}",
+        f"- {cmd(['wrk', '-v'])}; {cmd(['aria2c', '--version'])}; {cmd(['curl', '--version'])}",
+    ]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 round, 32/128 MiB objects, 3 s wrk")
+    ap.add_argument("--scenarios", default="1,2,3,4,5,6")
+    ap.add_argument("--rounds", type=int, help="rounds per scenario (default: quick 1, full 3 "
+                    "direct / 2 throttled)")
+    ap.add_argument("--tuskd", default=str(ROOT / "build" / "proxy" / "tuskd"))
+    ap.add_argument("--out", help="write the tables, command and machine facts here (markdown)")
+    ap.add_argument("--time-limit", type=float, help="seconds (default: quick 300, full 2400)")
+    ap.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    args = ap.parse_args(argv)
+    sel = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
+    if not sel or not set(sel) <= {1, 2, 3, 4, 5, 6}:
+        ap.error("--scenarios: numbers 1..6")
+    tuskd_src = Path(args.tuskd).resolve()
+    if not os.access(tuskd_src, os.X_OK):
+        ap.error(f"no executable tuskd at {tuskd_src}")
+    limit = args.time_limit or (300 if args.quick else 2400)
+    deadline = Deadline(limit)
+    rounds_direct = args.rounds or (1 if args.quick else 3)
+    rounds_slow = args.rounds or (1 if args.quick else 2)
+    sizes = {"obj256": (32 if args.quick else 256) * MiB, "obj1g": (128 if args.quick else 1024) * MiB}
+    label = {"obj256": f"{sizes['obj256'] // MiB} MiB object", "obj1g": f"{sizes['obj1g'] // MiB} MiB object"}
+
+    def on_signal(signum, frame):
+        raise Interrupted(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    tmp = Path(tempfile.mkdtemp(prefix="tusk-compare-", dir=args.tmp))
+    procs = Procs()
+    up = Upstream(procs, tmp, sizes)
+    results: dict[tuple[str, int], dict[str, list[dict]]] = {}
+    notes: list[str] = []
+    order = ["tuskd", "varnish", "nginx", "nginx-slice", "static"]
+    t_start = time.monotonic()
+    status = 0
+    log(f"temp dir {tmp}; time limit {limit:.0f}s; scenarios {sel}")
+    contenders: list[Contender] = []
+    relays: dict[str, Relay] = {}
+    try:
+        # the binary may be rebuilt while we run: measure one fixed copy
+        tuskd = tmp / "tuskd"
+        shutil.copy2(tuskd_src, tuskd)
+        facts = machine_facts(tuskd, tuskd_src)  # the copy (copy2 keeps the mtime)
+        up.start(deadline)
+        up.make_objects(deadline)
+        phases = []
+        direct = [s for s in sel if s <= 5]
+        if direct:
+            phases.append(("direct", direct, rounds_direct))
+        if 6 in sel:
+            phases.append(("throttled", [3, 4, 5], rounds_slow))
+        cold_base = {3: "obj256", 4: "obj1g", 5: "obj1g"}
+        copies = []
+        for ph, scens, rounds in phases:
+            for s in scens:
+                if s in cold_base:
+                    for r in range(rounds):
+                        for n in order:
+                            copies.append((f"cold-{ph}-s{s}-r{r}-{n}", cold_base[s]))
+        if copies:
+            up.copies(copies, deadline)
+        bench = Bench(args, tmp, procs, up, deadline)
+
+        for ph, scens, rounds in phases:
+            log(f"== phase {ph}: scenarios {scens}, {rounds} round(s)")
+            pdir = tmp / ph
+            contenders = [Tuskd(procs, pdir / "tuskd", tuskd), Varnish(procs, pdir / "varnish"),
+                          Nginx(procs, pdir / "nginx"), NginxSlice(procs, pdir / "nginx-slice"),
+                          NginxStatic(procs, pdir / "static", up.static)]
+            relays = {}
+            for c in contenders:
+                upp = up.port
+                if ph == "throttled" and not c.static:
+                    relays[c.name] = Relay(procs, pdir, c.name, up.port)
+                    upp = relays[c.name].port
+                c.start(upp)
+                log(f"{c.name} on 127.0.0.1:{c.port} (upstream 127.0.0.1:{upp})")
+            for s in scens:
+                res = results.setdefault((ph, s), {})
+                for r in range(rounds):
+                    if r > 0 and deadline.left() < (300 if ph == "throttled" else 120):
+                        notes.append(f"{ph} scenario {s}: stopped after {r} round(s) (time limit)")
+                        break
+                    for c in contenders:
+                        deadline.bound(1)
+                        if s in cold_base:
+                            key = f"cold-{ph}-s{s}-r{r}-{c.name}"
+                        else:
+                            key = "obj256"
+                        t0 = time.monotonic()
+                        if c.proc is not None and c.proc.poll() is not None:
+                            rc = c.proc.returncode
+                            notes.append(f"{ph}: {c.name} had exited ({rc}: "
+                                         f"{tail(c.log_path, 1)!r}) before scenario {s} round {r}; "
+                                         "restarted it (same cache dir)")
+                            log(notes[-1])
+                            c.stop()
+                            c.start(relays[c.name].port if c.name in relays else up.port)
+                        try:
+                            relay = relays.get(c.name)
+                            if s == 1:
+                                fig = bench.s1_small(c, key)
+                            elif s == 2:
+                                fig = bench.s2_large(c, key)
+                            elif s == 3:
+                                fig = bench.s3_herd(c, key, relay)
+                            elif s == 4:
+                                fig = bench.s4_range(c, key, relay)
+                            else:
+                                fig = bench.s5_aria(c, key, relay)
+                        except (TimeUp, Interrupted):
+                            raise
+                        except Exception as e:
+                            fig = {"errors": f"round {r}: {type(e).__name__}: {str(e)[:300]}"}
+                            if c.proc is not None and c.proc.poll() is not None:
+                                fig["errors"] += f" (exited {c.proc.returncode}; log: {tail(c.log_path, 5)})"
+                        if c.proc is not None and c.proc.poll() is not None:
+                            fig["errors"] = (fig.get("errors", "") + f" {c.name} died during round {r} "
+                                             f"({c.proc.returncode}: {tail(c.log_path, 1)!r}): "
+                                             "figures invalid").strip()
+                        if c.static:
+                            fig.pop("upstream reqs", None)
+                            fig.pop("upstream MB", None)
+                            fig.pop("background s", None)
+                        res.setdefault(c.name, []).append(fig)
+                        short = {k: fmt(v) for k, v in fig.items() if k in DIRECTION or k in
+                                 ("correct", "errors", "relay CPU %")}
+                        log(f"[{ph} s{s} r{r}] {c.name} ({time.monotonic() - t0:.1f}s): {short}")
+            for c in contenders:
+                c.stop()
+                shutil.rmtree(c.dir / "cache", ignore_errors=True)
+                shutil.rmtree(c.dir / "n", ignore_errors=True)
+            for rl in relays.values():
+                procs.stop(rl.proc)
+            contenders, relays = [], {}
+    except TimeUp as e:
+        notes.append(f"stopped early: {e}")
+        log(str(e))
+        status = 3
+    except Interrupted as e:
+        notes.append(f"interrupted ({e})")
+        log(f"interrupted ({e})")
+        status = 130
+    except Exception as e:
+        log(f"error: {type(e).__name__}: {e}")
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for c in contenders:
+            try:
+                c.stop()
+            except Exception:
+                pass
+        procs.stop_all()
+        up.stop()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    elapsed = time.monotonic() - t_start
+    out = []
+    for (ph, s), res in results.items():
+        title = TITLES[s].format(obj256=label["obj256"], obj1g=label["obj1g"])
+        if ph == "throttled":
+            title += f" — upstream behind relay `{SLOW_MODE}` (40 MiB/s per connection, +20 ms)"
+        out.append(table(title, res, order))
+    report = "\n".join(out)
+    print(report)
+    if notes:
+        print("\n".join("- " + n for n in notes))
+    if args.out and results:
+        cmdline = "/usr/bin/python3 bench/compare.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        md = [
+            "# tusk side-by-side load comparison", "",
+            f"Command: `{cmdline}` — {time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed / 60:.1f} min.", "",
+            "Machine and versions:", *facts, "",
+            "Contenders (all on 127.0.0.1, same radosgw, path-style `/bench/<key>`, anonymous "
+            "public-read objects): tuskd (`workers: 0`, `chunk_size: 8MiB`, `signature: none`); "
+            "Varnish (`-s malloc,3G`, ttl 1d on 200s, builtin Range handling); nginx proxy_cache "
+            "(cache lock, keepalive upstream); nginx slice (`slice 8m`, key `$uri$slice_range`); "
+            "static = nginx serving the same bytes from local disk (page-cached): the physical "
+            "limit, not a peer. Figures are medians over rounds (min–max in brackets). "
+            "`tuskd / best peer` compares with the best of Varnish, nginx and nginx-slice. "
+            "Upstream requests/bytes come from radosgw's beast log (bytes = sent + received, "
+            "headers included); `background s` is how long radosgw kept sending after the "
+            "client finished; `server CPU s` is user+sys CPU of the contender's processes during "
+            "the run (2 cores shared by clients, servers and radosgw).", "",
+            report,
+        ]
+        if notes:
+            md += ["Notes:", *("- " + n for n in notes), ""]
+        Path(args.out).write_text("\n".join(md) + "\n")
+        log(f"wrote {args.out}")
+    if args.keep:
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"done in {elapsed:.0f}s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

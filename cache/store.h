@@ -1,0 +1,153 @@
+// The disk cache: an LMDB index (the only includer of <lmdb.h> is cache/store.cc) plus one sparse
+// body file per object generation under <dir>/objects/xx/yy/<hash>.<generation>. Knows nothing of
+// HTTP. Invariants: a chunk's bit is set only after the caller made its bytes durable
+// (fdatasync); a body file exists before the index names it; replacing or evicting an object
+// never disturbs a reader that already holds its fd (files are unlinked, not truncated).
+// Thread rule: every method may be called from any thread; writes are serialised inside.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cache/meta.h"
+#include "conf/result.h"
+
+namespace cache {
+
+enum class Errc {
+  kIo,        // open/read/write/fallocate failed (message has errno text)
+  kIndex,     // LMDB error
+  kNoSpace,   // cannot fit the object within max_size even after evicting everything evictable
+  kTooLarge,  // object larger than the cache could ever hold
+  kStale,     // the key now has another generation (replaced or evicted meanwhile)
+  kNotFound,
+  kInvalidArgument,  // bad Options, or chunks outside the object (a caller bug, not disk data)
+};
+struct Error {
+  Errc code = Errc::kIo;
+  std::string message;
+};
+
+template <class T>
+using Result = conf::Result<T, Error>;
+
+struct Options {
+  std::string dir;
+  std::uint64_t max_size = 0;
+  std::uint32_t chunk_size = 8u << 20;
+  std::uint64_t min_free = 0;         // keep this much real free disk space
+  double low_watermark = 0.95;        // eviction evicts down to low_watermark * max_size
+  std::function<std::int64_t()> now;  // unix seconds; defaults to the system clock
+};
+
+struct Stats {
+  std::uint64_t bytes = 0;  // reserved body bytes of all indexed objects
+  std::uint64_t objects = 0;
+  std::uint64_t evictions = 0;  // since open
+  std::uint64_t evicted_bytes = 0;
+  std::uint64_t orphans_removed = 0;  // body files unlinked by the background scan since open
+};
+
+// Keeps an object from being evicted while alive (a reader or a fill holds one). Move-only.
+// Must not outlive the Store that made it. remove() and replacement still drop the record.
+class Pin {
+ public:
+  Pin() = default;
+  Pin(Pin&&) noexcept;
+  Pin& operator=(Pin&&) noexcept;
+  ~Pin();
+
+ private:
+  friend class Store;
+  Pin(class Store* s, std::string hash);
+  class Store* store_ = nullptr;
+  std::string hash_;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the cache under opts.dir. Errors: kIo (dir not writable), kIndex,
+  // kInvalidArgument (chunk_size 0, empty dir, low_watermark outside (0, 1]). At most one Store per
+  // dir per process (an LMDB rule). Starts a background scan that unlinks orphan body files.
+  static Result<std::unique_ptr<Store>> open(Options opts);
+  ~Store();  // flushes batched access times
+
+  // The stored record for `key` (any bytes; hashed internally), or nullopt.
+  std::optional<Meta> lookup(std::string_view key) const;
+
+  // Starts a new generation of `key` sized meta.size: evicts least-recently-used unpinned
+  // objects until it fits, creates the sparse body file and reserves its blocks (fallocate),
+  // then publishes the record with an empty bitmap. The previous generation, if any, is
+  // unlinked. meta.chunk_size is set from the options; meta.generation is assigned.
+  // Returns the published Meta and an fd open for writing (caller closes it).
+  // Errors: kTooLarge (size > max_size), kNoSpace (pinned objects or the disk leave no room, or
+  // fallocate said ENOSPC), kIo, kIndex. On error nothing is published and no file is left.
+  struct Created {
+    Meta meta;
+    int fd = -1;
+  };
+  Result<Created> create(std::string_view key, Meta meta);
+
+  // Sets chunks [first, first+count) durable. The caller has fdatasync'ed their bytes.
+  // Errors: kStale when `generation` is no longer the key's current one (kNotFound: no record),
+  // kInvalidArgument when the range passes the last chunk.
+  Result<Meta> mark_chunks(std::string_view key, std::uint64_t generation, std::uint64_t first,
+                           std::uint64_t count);
+
+  // Updates freshness and replayed headers of the current generation (after revalidation).
+  // Errors of refresh and set_verified: kStale / kNotFound as for mark_chunks, kIndex.
+  Result<void> refresh(std::string_view key, std::uint64_t generation, std::int64_t stored_at,
+                       std::int64_t expires_at, std::uint32_t flags,
+                       std::vector<std::pair<std::string, std::string>> headers);
+  Result<void> set_verified(std::string_view key, std::uint64_t generation);
+
+  // Opens the body of `generation` read-only. kStale/kNotFound when it is gone.
+  // `for_write` opens it read-write, to go on filling the missing chunks of a partial object.
+  Result<int> open_body(std::string_view key, std::uint64_t generation, bool for_write = false) const;
+
+  // Drops the key (record and body), pinned or not. Readers with open fds are unaffected.
+  // Errors: kNotFound when the key has no record.
+  Result<void> remove(std::string_view key);
+
+  // Pins the key's current and future generations against eviction while the Pin lives.
+  Pin pin(std::string_view key);
+
+  // Records an access for LRU; batched in memory, written by flush().
+  void touch(std::string_view key);
+  // Writes batched access times; evicts when above max_size. Called periodically.
+  void flush();
+
+  Stats stats() const;
+
+  // Increases after every change that can replace, drop, refresh or evict a record. A reader
+  // that read epoch() == E before a lookup may keep using what the lookup returned for as long
+  // as epoch() is still E (per-worker caches of hot records rely on this). Any thread.
+  std::uint64_t epoch() const;
+  const Options& options() const;
+
+  // Path of a body file (for tests and tools).
+  std::string body_path(std::string_view key, std::uint64_t generation) const;
+
+  // Blocks until the orphan scan started by open() has finished (for tests and tools).
+  void wait_for_reconcile() const;
+
+  // Stores `bytes` as the raw record of `key` without decoding or accounting; lets tests plant a
+  // record of a version this build does not know. Never used by the server.
+  Result<void> put_raw_record_for_testing(std::string_view key, std::string_view bytes);
+
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+ private:
+  friend class Pin;
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  void unpin(const std::string& hash);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cache

@@ -1,0 +1,139 @@
+// The typed, validated configuration of tuskd (DESIGN.md "Configuration"). Loading turns YAML into
+// these structs; every error names file:line:column. yaml-cpp and its exceptions stay inside
+// conf/config.cc. Secrets (access/secret keys) are read from files or the environment here and are
+// never part of an error message.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conf/result.h"
+
+namespace conf {
+
+using Seconds = std::chrono::seconds;
+using Millis = std::chrono::milliseconds;
+
+enum class Signature { kNone, kV2, kV4 };
+enum class Prefetch { kNone, kWhole };
+
+struct Upstream {
+  std::string name;      // the key under `upstreams:`
+  std::string endpoint;  // scheme://host[:port][/service/path], no trailing slash
+  Signature signature = Signature::kV4;
+  std::string region = "us-east-1";  // v4 only
+  std::string access_key;            // from access_key_file or TUSK_<NAME>_ACCESS_KEY
+  std::string secret_key;            // from secret_key_file or TUSK_<NAME>_SECRET_KEY
+  Millis connect_timeout{5000};
+  Millis stall_timeout{30000};  // no byte for this long aborts the transfer (504)
+  int retries = 3;
+  bool tls_verify = true;  // `tls_verify: false` only for tests; logged loudly
+  std::string ca_file;     // optional CA bundle for private PKIs
+};
+
+// One entry of `routes:`. Exactly one of `path` (exact, needs `key`) or `prefix` (the rest of the
+// request path after the prefix becomes the object key, after `key_prefix`) is set.
+struct Route {
+  std::string path;
+  std::string prefix;
+  std::string host;  // empty: any Host; else matched case-insensitively, port ignored
+  std::string upstream;
+  std::string bucket;
+  std::string key;         // exact routes only
+  std::string key_prefix;  // prefix routes: prepended to the remainder
+  Seconds ttl{3600};       // freshness when the origin says nothing
+  bool ttl_override = false;  // true: ignore the origin's freshness headers, always use ttl
+  Seconds grace{0};           // serve stale this long when the upstream fails
+  Prefetch prefetch = Prefetch::kWhole;
+  int line = 0;  // where it was declared, for messages
+};
+
+struct Server {
+  std::vector<std::string> listen{"127.0.0.1:8080"};  // host:port, [v6]:port
+  int workers = 0;                                     // 0: one per core
+  int max_connections = 10000;
+  Seconds idle_timeout{60};
+};
+
+struct Admin {
+  std::string listen = "127.0.0.1:8081";  // empty: no admin listener
+  std::string token_file;                 // optional; required for mutating admin calls
+};
+
+struct Cache {
+  std::string dir = "/var/cache/tusk";
+  std::uint64_t max_size = 50ull << 30;
+  std::uint64_t chunk_size = 8ull << 20;
+  std::uint64_t min_free = 0;  // floor of real free disk space
+};
+
+struct Fill {
+  int parallel = 4;
+};
+
+struct Log {
+  std::string level = "info";  // trace|debug|info|warn|error
+  std::string access_log;      // empty: access log to stderr via the logger; "off": none
+};
+
+struct Config {
+  Server server;
+  Admin admin;
+  Cache cache;
+  Fill fill;
+  Log log;
+  std::map<std::string, Upstream> upstreams;
+  std::vector<Route> routes;
+  std::string source;  // file it came from
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the error is not tied to a place
+  int column = 0;  // 1-based
+  std::string message;
+  // "file:line:column: message" (or "file: message")
+  std::string str() const;
+};
+
+// Looks up environment variables; injectable for tests.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_env();
+
+// Parses and validates. Errors: syntax, unknown keys, wrong types, missing required keys,
+// references to undeclared upstreams, impossible values (chunk_size 0, max_size < chunk_size,
+// bad listen address, route with both/neither path and prefix, unreadable key files, ...).
+// Relative paths (key files, admin.token_file, cache.dir, log.access_log, ca_file) resolve against
+// the config file's directory (load_file) or `base_dir` (load_string; "." leaves them as written).
+// Keys come from *_key_file (whole file minus one trailing "\n" or "\r\n") or, when that key is
+// absent, from TUSK_<NAME>_ACCESS_KEY / TUSK_<NAME>_SECRET_KEY (NAME uppercased, non-alnum -> '_').
+// Never throws. `env` is only called during the call.
+Result<Config, ConfigError> load_file(const std::string& path, const EnvLookup& env = process_env());
+Result<Config, ConfigError> load_string(std::string_view yaml, const std::string& name,
+                                        const EnvLookup& env = process_env(),
+                                        const std::string& base_dir = ".");
+
+// "10GiB", "512MiB", "8MB", "4096", "1.5GiB" -> bytes. Error text on failure.
+// Units are case-insensitive: B; KiB/MiB/GiB/TiB and single letters K/M/G/T are powers of 1024,
+// KB/MB/GB/TB powers of 1000. Fractions round down to whole bytes.
+Result<std::uint64_t, std::string> parse_size(std::string_view text);
+// "30s", "5m", "1h", "1d", "250ms", "1h30m", "0" -> milliseconds. Error text on failure.
+// Units ms, s, m, h, d, w (lowercase), largest first, each once; no fractions; a bare number other
+// than 0 is an error because its unit would be a guess.
+Result<Millis, std::string> parse_duration(std::string_view text);
+
+// Splits "host:port" / "[::1]:port" (host returned without brackets; port 1..65535; IPv6 must
+// be bracketed). Error text on failure.
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+Result<HostPort, std::string> parse_listen(std::string_view text);
+
+}  // namespace conf

@@ -1,0 +1,147 @@
+// EC2 Query API requests. Tricky: the Host we sign must be byte-identical to the one sent, so it
+// is set explicitly (curl would drop a default port the URL spelled out); SigV2's string to sign
+// uses the same lowercase host[:port].
+#include "installer/ec2.h"
+
+#include <cstring>
+#include <pugixml.hpp>
+#include <regex>
+
+#include "s3/sign.h"
+
+namespace installer {
+namespace {
+
+std::string iso8601(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+const char* local(const char* name) {
+  const char* colon = std::strrchr(name, ':');
+  return colon ? colon + 1 : name;
+}
+
+// First element anywhere below `n` with local name `name`.
+pugi::xml_node find_local(pugi::xml_node n, const char* name) {
+  for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling()) {
+    if (c.type() != pugi::node_element) {
+      continue;
+    }
+    if (std::strcmp(local(c.name()), name) == 0) {
+      return c;
+    }
+    if (pugi::xml_node d = find_local(c, name)) {
+      return d;
+    }
+  }
+  return {};
+}
+
+std::string trimmed(std::string s) {
+  s.erase(0, s.find_first_not_of(" \t\r\n"));
+  s.erase(s.find_last_not_of(" \t\r\n") + 1);
+  return s;
+}
+
+}  // namespace
+
+Params register_params(const Ec2Endpoint& ep, const RegisterParams& p) {
+  Params out = {{"Action", "RegisterImage"},
+                {"Version", ep.api_version},
+                {"ImageLocation", p.image_location},
+                {"Name", p.name}};
+  if (!p.description.empty()) {
+    out.emplace_back("Description", p.description);
+  }
+  if (!p.architecture.empty()) {
+    out.emplace_back("Architecture", p.architecture);
+  }
+  if (!p.kernel_id.empty()) {
+    out.emplace_back("KernelId", p.kernel_id);
+  }
+  if (!p.ramdisk_id.empty()) {
+    out.emplace_back("RamdiskId", p.ramdisk_id);
+  }
+  return out;
+}
+
+SignedPost sign_post(const Ec2Endpoint& ep, Params params, std::time_t now) {
+  const s3::UrlParts u = s3::split_url(ep.url);
+  const std::string path = u.path.empty() ? "/" : u.path;
+  const s3::Credentials creds{ep.access_key, ep.secret_key};
+  SignedPost out;
+  out.url = u.origin() + path;
+  const std::string content_type = "application/x-www-form-urlencoded; charset=utf-8";
+  out.headers = {{"Host", u.authority}, {"Content-Type", content_type}};
+  if (ep.signature == Ec2Signature::kV2) {
+    params.emplace_back("AWSAccessKeyId", ep.access_key);
+    params.emplace_back("SignatureVersion", "2");
+    params.emplace_back("SignatureMethod", "HmacSHA256");
+    params.emplace_back("Timestamp", iso8601(now));
+    std::string sig = s3::query_v2_signature(creds, "POST", u.authority, path, params);
+    params.emplace_back("Signature", sig);
+    out.body = s3::canonical_query(params);
+    return out;
+  }
+  out.body = s3::canonical_query(params);
+  s3::V4Input in;
+  in.method = "POST";
+  in.canonical_uri = path;
+  in.amz_date = s3::amz_date(now);
+  in.headers = {{"host", u.authority}, {"content-type", content_type}, {"x-amz-date", in.amz_date}};
+  in.payload_hash = s3::sha256_hex(out.body);
+  in.region = ep.region;
+  in.service = "ec2";
+  out.headers.emplace_back("X-Amz-Date", in.amz_date);
+  out.headers.emplace_back("Authorization", s3::v4_sign(creds, in).authorization);
+  return out;
+}
+
+bool is_image_id(std::string_view id) {
+  static const std::regex kId("^[ae][mkr]i-[0-9A-Fa-f]{8}([0-9A-Fa-f]{9})?$");
+  return std::regex_match(id.begin(), id.end(), kId);
+}
+
+Result<std::string> parse_register_response(int status, std::string_view body) {
+  pugi::xml_document doc;
+  const bool xml = doc.load_buffer(body.data(), body.size());
+  if (status >= 200 && status < 300) {
+    if (!xml) {
+      return fail(Errc::kFormat,
+                  "RegisterImage: HTTP " + std::to_string(status) + " with a body that is not XML");
+    }
+    std::string id = trimmed(find_local(doc, "imageId").text().get());
+    if (!is_image_id(id)) {
+      return fail(Errc::kFormat, "RegisterImage: no usable <imageId> in the answer (got '" +
+                                     id.substr(0, 40) + "')");
+    }
+    return id;
+  }
+  std::string code = xml ? trimmed(find_local(doc, "Code").text().get()) : "";
+  std::string message = xml ? trimmed(find_local(doc, "Message").text().get()) : "";
+  if (code.empty()) {
+    std::string start(body.substr(0, 200));
+    for (char& c : start) {
+      if (c == '\n' || c == '\r') c = ' ';
+    }
+    return fail(Errc::kRemote, "RegisterImage: HTTP " + std::to_string(status) +
+                                   (start.empty() ? "" : ": " + start));
+  }
+  return fail(Errc::kRemote, "RegisterImage: HTTP " + std::to_string(status) + " " + code +
+                                 (message.empty() ? "" : ": " + message));
+}
+
+Result<std::string> register_image(Http& http, const Ec2Endpoint& ep, const RegisterParams& p) {
+  SignedPost post = sign_post(ep, register_params(ep, p), std::time(nullptr));
+  auto r = http.request("POST", post.url, post.headers, post.body);
+  if (!r) {
+    return conf::unexpected(r.error());
+  }
+  return parse_register_response(r->status, r->body);
+}
+
+}  // namespace installer

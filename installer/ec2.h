@@ -1,0 +1,61 @@
+// RegisterImage over the EC2 Query API (EUSTORE.md §5): building the parameters, signing them
+// with SigV2 (HmacSHA256, the default: every Eucalyptus and AWS of the era accepts it) or SigV4
+// (service ec2), the POST, and parsing the answer or the EC2 error XML namespace-agnostically.
+// Signing and parsing are pure; register_image() does the one blocking request.
+#pragma once
+
+#include <ctime>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "installer/error.h"
+#include "installer/http.h"
+
+namespace installer {
+
+enum class Ec2Signature { kV2, kV4 };
+
+struct Ec2Endpoint {
+  std::string url;  // EC2_URL, e.g. http://clc:8773/services/Eucalyptus
+  std::string access_key;
+  std::string secret_key;
+  Ec2Signature signature = Ec2Signature::kV2;
+  std::string region = "eucalyptus";  // SigV4 only
+  std::string api_version = "2013-02-01";
+};
+
+struct RegisterParams {
+  std::string image_location;  // bucket/key.manifest.xml
+  std::string name;
+  std::string description;  // optional
+  std::string architecture;
+  std::string kernel_id;   // optional (machine images)
+  std::string ramdisk_id;  // optional
+};
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+// Action, Version and the RegisterImage parameters (never KernelId=true, §8.15).
+Params register_params(const Ec2Endpoint& ep, const RegisterParams& p);
+
+struct SignedPost {
+  std::string url;
+  Headers headers;   // Host, Content-Type, and for SigV4 X-Amz-Date + Authorization
+  std::string body;  // application/x-www-form-urlencoded
+};
+// Signs `params` for a POST to ep.url at time `now`.
+SignedPost sign_post(const Ec2Endpoint& ep, Params params, std::time_t now);
+
+// 2xx with an <imageId> matching ^[ae][mkr]i-[0-9A-Fa-f]{8}([0-9A-Fa-f]{9})?$ gives the id.
+// Otherwise kRemote with "<Code>: <Message>" from the EC2 error XML (or the HTTP status and the
+// start of the body when it is not XML), or kFormat for a 2xx without a usable id.
+Result<std::string> parse_register_response(int status, std::string_view body);
+
+bool is_image_id(std::string_view id);
+
+// POSTs and parses. Errors as above, plus kNetwork for transport failures.
+Result<std::string> register_image(Http& http, const Ec2Endpoint& ep, const RegisterParams& p);
+
+}  // namespace installer

@@ -1,0 +1,642 @@
+// The install-image state machine. Each step does its I/O and says which step comes next; the
+// driver loop runs them and, on failure, cleans up what the failed attempt uploaded. Tricky:
+// object keys are written to the registry record BEFORE their upload starts, so a crash at any
+// point leaves enough to clean up; registered ids are written right after registration, so a
+// resumed install never registers the same kernel twice.
+#include "installer/install.h"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <optional>
+
+#include "installer/bundle.h"
+#include "installer/catalog.h"
+#include "installer/crypto.h"
+#include "installer/http.h"
+#include "installer/progress.h"
+#include "installer/registry.h"
+#include "installer/unpack.h"
+
+namespace installer {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Returns the error of a Result (lvalue or temporary) from the enclosing step.
+#define TUSK_TRY(expr)                                     \
+  do {                                                     \
+    auto&& tusk_try_r_ = (expr);                           \
+    if (!tusk_try_r_) {                                    \
+      return conf::unexpected(Error(tusk_try_r_.error())); \
+    }                                                      \
+  } while (0)
+
+enum class Step {
+  kLookup,    // registry: done → answer at once
+  kLock,      // per-key flock; wait for a concurrent install
+  kResume,    // re-read under the lock; clean up a crashed/failed attempt; claim the record
+  kCatalog,   // -i: fetch the catalog entry
+  kDownload,  // -i: download through the cache, check length and checksum
+  kUnpack,    // extract, pick kernel/ramdisk/image
+  kKernel,    // bundle + upload + register
+  kRamdisk,
+  kMachine,
+  kCommit,  // record done
+  kDone,
+};
+
+const char* step_name(Step s) {
+  switch (s) {
+    case Step::kLookup:
+      return "registry lookup";
+    case Step::kLock:
+      return "lock";
+    case Step::kResume:
+      return "resume";
+    case Step::kCatalog:
+      return "catalog";
+    case Step::kDownload:
+      return "download";
+    case Step::kUnpack:
+      return "unpack";
+    case Step::kKernel:
+      return "kernel";
+    case Step::kRamdisk:
+      return "ramdisk";
+    case Step::kMachine:
+      return "machine image";
+    case Step::kCommit:
+      return "commit";
+    case Step::kDone:
+      return "done";
+  }
+  return "?";
+}
+
+class WorkDir {
+ public:
+  WorkDir() = default;
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+  ~WorkDir() {
+    if (!path_.empty() && !keep_) {
+      std::error_code ec;
+      fs::remove_all(path_, ec);
+    }
+  }
+  Result<void> create(const std::string& parent, bool keep) {
+    std::string base = parent;
+    if (base.empty()) {
+      const char* t = std::getenv("TMPDIR");
+      base = t && *t ? t : "/var/tmp";
+    }
+    std::string templ = base + "/tusk-install-XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr) {
+      return fail(Errc::kIo,
+                  "cannot create a work folder under " + base + ": " + std::strerror(errno));
+    }
+    path_ = templ;
+    keep_ = keep;
+    return {};
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool keep_ = false;
+};
+
+std::string basename_of(std::string_view p) {
+  auto q = p.find('?');
+  p = p.substr(0, q);
+  auto s = p.rfind('/');
+  return std::string(s == std::string_view::npos ? p : p.substr(s + 1));
+}
+
+class Installer {
+ public:
+  Installer(const InstallOptions& opt, const InstallIo& io) : opt_(opt), io_(io) {}
+
+  Result<InstallResult> run() {
+    TUSK_TRY(validate());
+    Step step = Step::kLookup;
+    while (step != Step::kDone) {
+      Result<Step> next = dispatch(step);
+      if (!next) {
+        Error e = std::move(next).error();
+        e.message = std::string(step_name(step)) + ": " + e.message;
+        abandon();
+        return conf::unexpected(std::move(e));
+      }
+      step = *next;
+    }
+    return result_;
+  }
+
+ private:
+  Result<Step> dispatch(Step s) {
+    switch (s) {
+      case Step::kLookup:
+        return lookup();
+      case Step::kLock:
+        return lock();
+      case Step::kResume:
+        return resume();
+      case Step::kCatalog:
+        return catalog();
+      case Step::kDownload:
+        return download();
+      case Step::kUnpack:
+        return unpack();
+      case Step::kKernel:
+        return artefact(ImageType::kKernel);
+      case Step::kRamdisk:
+        return artefact(ImageType::kRamdisk);
+      case Step::kMachine:
+        return artefact(ImageType::kMachine);
+      case Step::kCommit:
+        return commit();
+      case Step::kDone:
+        break;
+    }
+    return Step::kDone;
+  }
+
+  void log(const std::string& line) const {
+    if (io_.log) {
+      io_.log(line);
+    }
+  }
+
+  Result<void> validate() {
+    if (opt_.image_name.empty() == opt_.tarball.empty()) {
+      return fail(Errc::kUsage, "give exactly one of -i NAME and -t TARBALL");
+    }
+    if (opt_.bucket.empty() ||
+        opt_.bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789.-_") != std::string::npos) {
+      return fail(Errc::kUsage, "-b BUCKET is required: letters, digits, '.', '-', '_' only");
+    }
+    if (!opt_.hypervisor.empty() && opt_.hypervisor != "xen" && opt_.hypervisor != "kvm" &&
+        opt_.hypervisor != "universal") {
+      return fail(Errc::kUsage, "--hypervisor must be xen, kvm or universal");
+    }
+    if (!opt_.kernel_id.empty() && !is_image_id(opt_.kernel_id)) {
+      return fail(Errc::kUsage, "--kernel: '" + opt_.kernel_id + "' is not an image id");
+    }
+    if (!opt_.ramdisk_id.empty() && !is_image_id(opt_.ramdisk_id)) {
+      return fail(Errc::kUsage, "--ramdisk: '" + opt_.ramdisk_id + "' is not an image id");
+    }
+    if (!opt_.tarball.empty() && opt_.architecture.empty()) {
+      return fail(Errc::kUsage, "-t needs -a ARCH (i386, x86_64 or armhf)");
+    }
+    if (!opt_.image_name.empty() && opt_.eustore_url.empty()) {
+      return fail(Errc::kUsage, "-i needs the catalog's base URL: -U URL or EUSTORE_URL");
+    }
+    const CloudCredentials& c = opt_.creds;
+    std::string missing;
+    for (auto [value, name] :
+         {std::pair{&c.ec2_url, "EC2_URL (--ec2-url)"}, std::pair{&c.s3_url, "S3_URL (--s3-url)"},
+          std::pair{&c.access_key, "EC2_ACCESS_KEY (-I)"},
+          std::pair{&c.secret_key, "EC2_SECRET_KEY (-S)"},
+          std::pair{&c.cloud_cert, "EUCALYPTUS_CERT (--ec2cert)"},
+          std::pair{&c.user_id, "EC2_USER_ID (-u)"}}) {
+      if (value->empty()) {
+        missing += missing.empty() ? name : std::string(", ") + name;
+      }
+    }
+    if (!missing.empty()) {
+      return fail(Errc::kUsage, "missing credentials: " + missing +
+                                    " (set them in the environment, an eucarc file or flags)");
+    }
+    guid_ = opt_.guid.empty() ? c.user_id + "@" + c.ec2_url : opt_.guid;
+    s3_.upstream.name = "s3";
+    s3_.upstream.endpoint = c.s3_url;
+    while (!s3_.upstream.endpoint.empty() && s3_.upstream.endpoint.back() == '/') {
+      s3_.upstream.endpoint.pop_back();
+    }
+    s3_.upstream.signature = opt_.s3_signature;
+    s3_.upstream.region = opt_.s3_region;
+    s3_.upstream.access_key = c.access_key;
+    s3_.upstream.secret_key = c.secret_key;
+    s3_.upstream.retries = 1;
+    s3_.upstream.stall_timeout = std::chrono::milliseconds(120000);
+    s3_.bucket = opt_.bucket;
+    s3_.acl = opt_.acl;
+    ec2_.url = c.ec2_url;
+    ec2_.access_key = c.access_key;
+    ec2_.secret_key = c.secret_key;
+    ec2_.signature = opt_.ec2_signature;
+    ec2_.region = opt_.ec2_region;
+    return {};
+  }
+
+  // --- steps --------------------------------------------------------------------------------
+
+  Result<Step> lookup() {
+    if (!opt_.image_name.empty()) {
+      image_ = opt_.image_name;
+      source_ = normalize_base(opt_.eustore_url) + " #" + image_;
+    } else {
+      auto name = eustore_name_of_file(opt_.tarball);
+      TUSK_TRY(name);
+      image_ = *name;
+      source_ = fs::absolute(opt_.tarball).string();
+    }
+    key_ = registry_key(image_, guid_);
+    auto reg = Registry::open(opt_.registry_dir);
+    TUSK_TRY(reg);
+    registry_.emplace(std::move(*reg));
+    auto rec = registry_->get(key_);
+    TUSK_TRY(rec);
+    if (*rec && (*rec)->state == InstallState::kDone) {
+      return answer_from(**rec);
+    }
+    return Step::kLock;
+  }
+
+  Step answer_from(const InstallRecord& r) {
+    log("Image " + image_ + " is already installed on " + guid_ + " (registry " + registry_->dir() +
+        "): nothing to download");
+    result_.eki = r.eki;
+    result_.eri = r.eri;
+    result_.emi = r.emi;
+    result_.from_registry = true;
+    return Step::kDone;
+  }
+
+  Result<Step> lock() {
+    auto l = registry_->lock(key_, [&] {
+      auto rec = registry_->get(key_);
+      std::string who = rec && *rec ? " (pid " + std::to_string((*rec)->pid) + ")" : "";
+      log("Waiting for another install of image " + image_ + who + " to finish");
+    });
+    TUSK_TRY(l);
+    lock_ = std::move(*l);
+    return Step::kResume;
+  }
+
+  Result<Step> resume() {
+    auto rec = registry_->get(key_);
+    TUSK_TRY(rec);
+    if (*rec) {
+      InstallRecord& old = **rec;
+      if (old.state == InstallState::kDone) {
+        return answer_from(old);
+      }
+      if (old.state == InstallState::kInProgress && old.pid != ::getpid() &&
+          process_alive(old.pid, old.pid_start)) {
+        return fail(Errc::kBusy, "image " + image_ + " is being installed by pid " +
+                                     std::to_string(old.pid) +
+                                     ", which holds no lock here (registry on a shared file "
+                                     "system?); try again when it has finished");
+      }
+      log(std::string("Cleaning up an interrupted install of ") + image_ + " (" +
+          install_state_name(old.state) + ", pid " + std::to_string(old.pid) + ")");
+      if (!old.pending_keys.empty()) {
+        S3Target t = s3_;
+        t.bucket = old.bucket.empty() ? s3_.bucket : old.bucket;
+        auto http = Http::create();
+        TUSK_TRY(http);
+        if (auto d = delete_objects(*http, t, old.pending_keys); !d) {
+          log("warning: could not delete every leftover object: " + d.error().message);
+        } else {
+          log("Deleted " + std::to_string(old.pending_keys.size()) + " leftover objects from " +
+              t.bucket);
+        }
+      }
+      rec_.eki = old.eki;
+      rec_.eri = old.eri;
+      if (!rec_.eki.empty() || !rec_.eri.empty()) {
+        log("Reusing what the interrupted install registered:" +
+            (rec_.eki.empty() ? std::string() : " kernel " + rec_.eki) +
+            (rec_.eri.empty() ? std::string() : " ramdisk " + rec_.eri));
+      }
+    }
+    rec_.state = InstallState::kInProgress;
+    rec_.pid = ::getpid();
+    rec_.pid_start = process_start_time(rec_.pid);
+    rec_.started = std::time(nullptr);
+    rec_.image = image_;
+    rec_.guid = guid_;
+    rec_.source = source_;
+    rec_.bucket = opt_.bucket;
+    rec_.pending_keys.clear();
+    TUSK_TRY(registry_->put(key_, rec_));
+    claimed_ = true;
+    TUSK_TRY(work_.create(opt_.work_dir, opt_.keep_work_dir));
+    if (opt_.keep_work_dir) {
+      log("Work folder (kept): " + work_.path());
+    }
+    auto http = Http::create();
+    TUSK_TRY(http);
+    http_.emplace(std::move(*http));
+    return opt_.image_name.empty() ? Step::kUnpack : Step::kCatalog;
+  }
+
+  Result<Step> catalog() {
+    const std::string base = normalize_base(opt_.eustore_url);
+    std::string url = base + "catalog.json";
+    auto r = http_->get(url);
+    TUSK_TRY(r);
+    if (r->status == 404) {
+      url = base + "catalog";
+      r = http_->get(url);
+      TUSK_TRY(r);
+    }
+    if (r->status != 200) {
+      return fail(Errc::kNetwork, "GET " + url + ": HTTP " + std::to_string(r->status));
+    }
+    auto cat = parse_catalog(r->body);
+    if (!cat) {
+      return fail(cat.error().code, url + ": " + cat.error().message);
+    }
+    const CatalogImage* img = find_image(*cat, image_);
+    if (img == nullptr) {
+      return fail(Errc::kUsage,
+                  "no image named " + image_ + " in " + url + " (tusk describe-images lists them)");
+    }
+    if (img->url.empty()) {
+      return fail(Errc::kFormat, url + ": image " + image_ + " has no \"url\"");
+    }
+    entry_ = *img;
+    image_url_ = resolve_url(base, img->url);
+    return Step::kDownload;
+  }
+
+  Result<Step> download() {
+    log("Downloading image: " + (entry_.description.empty() ? image_ : entry_.description));
+    tarball_ = work_.path() + "/" + basename_of(image_url_);
+    if (basename_of(image_url_).empty()) {
+      tarball_ = work_.path() + "/image.tgz";
+    }
+    Progress bar("Downloading image", io_.tty, io_.progress ? io_.progress : stderr);
+    auto d = http_->download(image_url_, tarball_, [&](std::uint64_t done, std::uint64_t total) {
+      if (io_.progress) bar.update(done, total);
+    });
+    if (io_.progress) bar.finish();
+    TUSK_TRY(d);
+    if (!d->content_length) {
+      log("warning: " + image_url_ + " came without Content-Length");
+    }
+    std::string got = eustore_name_from_md5(d->md5_hex);
+    if (got != image_) {
+      return fail(Errc::kChecksum, "downloaded file is incomplete or corrupt (checksum: " + got +
+                                       ", expected: " + image_ + "); nothing was registered");
+    }
+    log("Checked image: " + std::to_string(d->bytes) + " bytes, checksum " + got);
+    return Step::kUnpack;
+  }
+
+  Result<Step> unpack() {
+    const std::string tarball = opt_.tarball.empty() ? tarball_ : opt_.tarball;
+    name_ = install_name(opt_.tarball.empty() ? image_url_ : opt_.tarball);
+    arch_ = opt_.architecture.empty() ? entry_.architecture : opt_.architecture;
+    if (arch_.empty()) {
+      return fail(Errc::kUsage, "the catalog gives no architecture for this image: use -a ARCH");
+    }
+    description_ = opt_.description.empty() ? entry_.description : opt_.description;
+    log("Unbundling image");
+    const std::string dest = work_.path() + "/unpacked";
+    Progress bar("Extracting image", io_.tty, io_.progress ? io_.progress : stderr);
+    auto members = extract_tarball(tarball, dest, [&](std::uint64_t done, std::uint64_t total) {
+      if (io_.progress) bar.update(done, total);
+    });
+    if (io_.progress) bar.finish();
+    TUSK_TRY(members);
+    if (opt_.tarball.empty()) {
+      std::error_code ec;
+      fs::remove(tarball_, ec);  // the parts need the room more
+    }
+    SelectOptions so;
+    so.hypervisor = opt_.hypervisor;
+    if (!opt_.image_name.empty() && is_single_kernel(entry_)) {
+      if (!opt_.hypervisor.empty() && opt_.hypervisor != "universal") {
+        log("note: the catalog marks this image single-kernel; ignoring --hypervisor " +
+            opt_.hypervisor);
+      }
+      so.hypervisor = "universal";
+    }
+    kernel_id_ = !opt_.kernel_id.empty() ? opt_.kernel_id : rec_.eki;
+    ramdisk_id_ = !opt_.ramdisk_id.empty() ? opt_.ramdisk_id : rec_.eri;
+    so.want_kernel = kernel_id_.empty();
+    so.want_ramdisk = ramdisk_id_.empty();
+    auto sel = select_members(*members, so);
+    TUSK_TRY(sel);
+    for (const auto& n : sel->notes) {
+      log("note: " + n);
+    }
+    sel_ = std::move(*sel);
+    TUSK_TRY(load_keys());
+    return Step::kKernel;
+  }
+
+  Result<void> load_keys() {
+    auto cloud = Key::from_certificate_file(opt_.creds.cloud_cert);
+    TUSK_TRY(cloud);
+    cloud_cert_.emplace(std::move(*cloud));
+    if (!opt_.creds.cert.empty()) {
+      auto c = Key::from_certificate_file(opt_.creds.cert);
+      TUSK_TRY(c);
+      user_cert_.emplace(std::move(*c));
+    } else {
+      log("warning: no user certificate (EC2_CERT): the bundles cannot be unbundled by you later");
+    }
+    if (!opt_.creds.private_key.empty()) {
+      auto k = Key::from_private_key_file(opt_.creds.private_key);
+      TUSK_TRY(k);
+      private_key_.emplace(std::move(*k));
+    } else {
+      log("warning: no private key (EC2_PRIVATE_KEY): manifests are UNSIGNED");
+    }
+    return {};
+  }
+
+  // Bundle, upload and register one image; records progress in the registry as it goes.
+  Result<Step> artefact(ImageType type) {
+    const Member* member = nullptr;
+    std::string* id = nullptr;
+    std::string suffix;
+    Step next = Step::kCommit;
+    switch (type) {
+      case ImageType::kKernel:
+        member = sel_.kernel ? &*sel_.kernel : nullptr;
+        id = &kernel_id_;
+        suffix = "-kernel";
+        next = Step::kRamdisk;
+        break;
+      case ImageType::kRamdisk:
+        member = sel_.ramdisk ? &*sel_.ramdisk : nullptr;
+        id = &ramdisk_id_;
+        suffix = "-ramdisk";
+        next = Step::kMachine;
+        break;
+      case ImageType::kMachine:
+        member = &sel_.image;
+        id = &machine_id_;
+        next = Step::kCommit;
+        break;
+    }
+    const char* what = image_type_name(type);
+    if (!id->empty()) {
+      log(std::string("Using ") + what + " " + *id);
+      return next;
+    }
+    if (member == nullptr) {
+      return next;  // no ramdisk in this tarball (noted at unpack)
+    }
+    log(std::string("Bundling ") + what + ": " + member->path);
+    const std::string prefix = name_ + suffix;
+    const std::string dir = work_.path() + "/bundle-" + what;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+      return fail(Errc::kIo, "create " + dir + ": " + ec.message());
+    }
+    BundleOptions bo;
+    bo.image_path = member->file;
+    bo.prefix = prefix;
+    bo.dest_dir = dir;
+    bo.type = type;
+    bo.architecture = arch_;
+    if (type == ImageType::kMachine) {
+      bo.kernel_id = kernel_id_;
+      bo.ramdisk_id = ramdisk_id_;
+    }
+    bo.user = opt_.creds.user_id;
+    bo.cloud_cert = &*cloud_cert_;
+    bo.user_cert = user_cert_ ? &*user_cert_ : nullptr;
+    bo.private_key = private_key_ ? &*private_key_ : nullptr;
+    Progress bar(std::string("Bundling ") + what, io_.tty, io_.progress ? io_.progress : stderr);
+    if (io_.progress) {
+      bo.progress = [&](std::uint64_t done, std::uint64_t total) { bar.update(done, total); };
+    }
+    auto bundle = bundle_image(bo);
+    if (io_.progress) bar.finish();
+    TUSK_TRY(bundle);
+    log("Generating manifest " + bundle->manifest_path);
+    fs::remove(member->file, ec);  // bundled: the disk space is needed more elsewhere
+
+    // Keys are recorded before the first byte is uploaded: a crash after this point is cleaned.
+    rec_.pending_keys = bundle_keys(*bundle);
+    TUSK_TRY(registry_->put(key_, rec_));
+    if (!bucket_checked_) {
+      TUSK_TRY(ensure_bucket(s3_, [&](const std::string& l) { log(l); }));
+      bucket_checked_ = true;
+    }
+    auto location = upload_bundle(s3_, *bundle, [&](const std::string& l) { log(l); });
+    TUSK_TRY(location);
+    fs::remove_all(dir, ec);
+
+    RegisterParams rp;
+    rp.image_location = *location;
+    rp.name = prefix;
+    rp.description = description_;
+    rp.architecture = arch_;
+    if (type == ImageType::kMachine) {
+      rp.kernel_id = kernel_id_;
+      rp.ramdisk_id = ramdisk_id_;
+    }
+    auto registered = register_image(*http_, ec2_, rp);
+    TUSK_TRY(registered);
+    *id = *registered;
+    log(std::string("Registered ") + what + " image " + *id);
+    switch (type) {
+      case ImageType::kKernel:
+        rec_.eki = *id;
+        break;
+      case ImageType::kRamdisk:
+        rec_.eri = *id;
+        break;
+      case ImageType::kMachine:
+        rec_.emi = *id;
+        break;
+    }
+    rec_.pending_keys.clear();
+    TUSK_TRY(registry_->put(key_, rec_));
+    return next;
+  }
+
+  Result<Step> commit() {
+    rec_.state = InstallState::kDone;
+    rec_.finished = std::time(nullptr);
+    rec_.eki = kernel_id_;
+    rec_.eri = ramdisk_id_;
+    rec_.emi = machine_id_;
+    TUSK_TRY(registry_->put(key_, rec_));
+    result_.eki = kernel_id_;
+    result_.eri = ramdisk_id_;
+    result_.emi = machine_id_;
+    return Step::kDone;
+  }
+
+  // After a failed step: delete what this attempt uploaded for unregistered images and mark the
+  // record failed (registered ids are kept for the next attempt). Best effort.
+  void abandon() {
+    if (!claimed_ || !registry_) {
+      return;
+    }
+    if (!rec_.pending_keys.empty()) {
+      auto http = Http::create();
+      if (http) {
+        if (auto d = delete_objects(*http, s3_, rec_.pending_keys); d) {
+          rec_.pending_keys.clear();
+        } else {
+          log("warning: cleanup failed: " + d.error().message + " (the next attempt retries it)");
+        }
+      }
+    }
+    rec_.state = InstallState::kFailed;
+    rec_.finished = std::time(nullptr);
+    if (auto p = registry_->put(key_, rec_); !p) {
+      log("warning: " + p.error().message);
+    }
+  }
+
+  const InstallOptions& opt_;
+  const InstallIo& io_;
+  std::string guid_, image_, source_, key_;
+  std::optional<Registry> registry_;
+  KeyLock lock_;
+  InstallRecord rec_;
+  bool claimed_ = false;
+  WorkDir work_;
+  std::optional<Http> http_;
+  S3Target s3_;
+  Ec2Endpoint ec2_;
+  bool bucket_checked_ = false;
+  CatalogImage entry_;
+  std::string image_url_, tarball_, name_, arch_, description_;
+  Selection sel_;
+  std::optional<Key> cloud_cert_, user_cert_, private_key_;
+  std::string kernel_id_, ramdisk_id_, machine_id_;
+  InstallResult result_;
+};
+
+}  // namespace
+
+std::string install_name(std::string_view url_or_path) {
+  std::string base = basename_of(url_or_path);
+  if (auto dot = base.rfind('.'); dot != std::string::npos && dot > 0) {
+    base.resize(dot);
+  }
+  // '.' -> '_' as euca2ools 3.0 does; anything else outside [A-Za-z0-9_-] too, because object
+  // keys must stay in the set every S3 implementation signs alike (EUSTORE.md §8.11).
+  for (char& c : base) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+      c = '_';
+    }
+  }
+  return "eustore-" + base;
+}
+
+Result<InstallResult> install_image(const InstallOptions& opt, const InstallIo& io) {
+  return Installer(opt, io).run();
+}
+
+}  // namespace installer

@@ -1,0 +1,60 @@
+// install-image: the whole life of one install as a walk through named steps (lookup in the
+// registry, lock, resume/cleanup, catalog, download + verify, unpack, kernel, ramdisk, machine,
+// commit), one function per step and a driver loop (see install.cc). Idempotent per
+// (tarball checksum, site GUID): a finished install answers from the registry without any network
+// transfer; a concurrent one waits; a crashed one is cleaned up and resumed.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "conf/config.h"
+#include "installer/credentials.h"
+#include "installer/ec2.h"
+#include "installer/error.h"
+#include "installer/upload.h"
+
+namespace installer {
+
+struct InstallOptions {
+  std::string image_name;    // -i: catalog name (exclusive with tarball)
+  std::string tarball;       // -t: local .tgz
+  std::string bucket;        // -b
+  std::string hypervisor;    // xen | kvm | universal | "" (catalog / layout decides)
+  std::string architecture;  // -a, else the catalog's
+  std::string description;   // -s, else the catalog's
+  std::string work_dir;      // -d: parent of the temporary work folder ("" = $TMPDIR or /var/tmp)
+  std::string kernel_id;     // --kernel EKI: use instead of bundling the tarball's kernel
+  std::string ramdisk_id;    // --ramdisk ERI
+  std::string guid;          // site GUID ("" = <EC2_USER_ID>@<EC2_URL>)
+  std::string eustore_url;   // catalog base (tuskd), -U / EUSTORE_URL
+  std::string acl = "aws-exec-read";
+  std::string registry_dir;
+  bool keep_work_dir = false;
+  CloudCredentials creds;
+  conf::Signature s3_signature = conf::Signature::kV2;
+  std::string s3_region = "eucalyptus";
+  Ec2Signature ec2_signature = Ec2Signature::kV2;
+  std::string ec2_region = "eucalyptus";
+};
+
+struct InstallIo {
+  LogFn log;                      // one human-readable line per event (stderr in the CLI)
+  std::FILE* progress = nullptr;  // where progress is drawn (nullptr: none)
+  bool tty = false;               // bar (true) or a line per 10 % (false)
+};
+
+struct InstallResult {
+  std::string eki, eri, emi;
+  bool from_registry = false;  // answered from the registry, nothing transferred
+};
+
+// Errors carry the step that failed in their message. On failure nothing half-done is left
+// registered as done: uploaded objects of unregistered images are deleted (best effort) and the
+// registry record says "failed" (the next attempt reuses already registered kernel/ramdisk ids).
+Result<InstallResult> install_image(const InstallOptions& opt, const InstallIo& io);
+
+// "eustore-<basename minus last extension, '.' -> '_'>" (EUSTORE.md §2.4, 3.0 naming).
+std::string install_name(std::string_view url_or_path);
+
+}  // namespace installer

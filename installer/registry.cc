@@ -1,0 +1,311 @@
+// LMDB registry and per-key flocks. Tricky: LMDB's own lock only serialises writers for the
+// length of a transaction; the install itself takes minutes, so its exclusion is the flock on
+// locks/<sha1 of key>.lock, which the kernel releases when the owner dies (crash = lock gone,
+// record left in-progress = cleanup on the next attempt).
+#include "installer/registry.h"
+
+#include <fcntl.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "installer/crypto.h"
+
+namespace installer {
+namespace {
+
+struct TxnAbort {
+  void operator()(MDB_txn* t) const { mdb_txn_abort(t); }
+};
+using TxnPtr = std::unique_ptr<MDB_txn, TxnAbort>;
+
+std::string mdb_text(int rc) { return mdb_strerror(rc); }
+
+}  // namespace
+
+const char* install_state_name(InstallState s) {
+  switch (s) {
+    case InstallState::kInProgress:
+      return "in-progress";
+    case InstallState::kFailed:
+      return "failed";
+    case InstallState::kDone:
+      return "done";
+  }
+  return "in-progress";
+}
+
+std::string encode_record(const InstallRecord& r) {
+  nlohmann::ordered_json j;
+  j["v"] = 1;
+  j["state"] = install_state_name(r.state);
+  j["pid"] = r.pid;
+  j["pid_start"] = r.pid_start;
+  j["started"] = r.started;
+  j["finished"] = r.finished;
+  j["image"] = r.image;
+  j["guid"] = r.guid;
+  j["source"] = r.source;
+  j["bucket"] = r.bucket;
+  j["eki"] = r.eki;
+  j["eri"] = r.eri;
+  j["emi"] = r.emi;
+  j["pending_keys"] = r.pending_keys;
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+std::optional<InstallRecord> decode_record(std::string_view data) {
+  auto j = nlohmann::json::parse(data.begin(), data.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("v", 0) != 1) {
+    return std::nullopt;
+  }
+  try {
+    InstallRecord r;
+    std::string state = j.value("state", "");
+    r.state = state == "done"     ? InstallState::kDone
+              : state == "failed" ? InstallState::kFailed
+                                  : InstallState::kInProgress;
+    r.pid = j.value("pid", 0);
+    r.pid_start = j.value("pid_start", std::uint64_t{0});
+    r.started = j.value("started", std::int64_t{0});
+    r.finished = j.value("finished", std::int64_t{0});
+    r.image = j.value("image", "");
+    r.guid = j.value("guid", "");
+    r.source = j.value("source", "");
+    r.bucket = j.value("bucket", "");
+    r.eki = j.value("eki", "");
+    r.eri = j.value("eri", "");
+    r.emi = j.value("emi", "");
+    r.pending_keys = j.value("pending_keys", std::vector<std::string>{});
+    return r;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;  // wrong types inside a v1 record: treat as absent
+  }
+}
+
+std::string registry_key(std::string_view image, std::string_view guid) {
+  return std::string(image) + "@" + std::string(guid);
+}
+
+std::uint64_t process_start_time(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) {
+    return 0;
+  }
+  // Field 2 (comm) may contain spaces: skip past its closing parenthesis.
+  auto close = line.rfind(')');
+  if (close == std::string::npos) {
+    return 0;
+  }
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  // After comm: state is field 3; starttime is field 22 → the 20th token here.
+  for (int i = 3; i <= 22; ++i) {
+    if (!(rest >> field)) {
+      return 0;
+    }
+  }
+  return std::strtoull(field.c_str(), nullptr, 10);
+}
+
+bool process_alive(int pid, std::uint64_t start) {
+  if (pid <= 0) {
+    return false;
+  }
+  if (::kill(pid, 0) != 0 && errno != EPERM) {
+    return false;
+  }
+  return start == 0 || process_start_time(pid) == start;
+}
+
+KeyLock& KeyLock::operator=(KeyLock&& o) noexcept {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+  fd_ = std::exchange(o.fd_, -1);
+  return *this;
+}
+
+KeyLock::~KeyLock() {
+  if (fd_ >= 0) {
+    ::close(fd_);  // releases the flock
+  }
+}
+
+void Registry::EnvFree::operator()(MDB_env* e) const { mdb_env_close(e); }
+Registry::Registry(Registry&&) noexcept = default;
+Registry& Registry::operator=(Registry&&) noexcept = default;
+Registry::~Registry() = default;
+
+Result<Registry> Registry::open(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(dir) / "locks", ec);
+  if (ec) {
+    return fail(Errc::kIo, "registry " + dir + ": " + ec.message());
+  }
+  Registry r;
+  r.dir_ = dir;
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry " + dir + ": " + mdb_text(rc));
+  }
+  r.env_.reset(env);
+  mdb_env_set_mapsize(env, 64ull << 20);
+  rc = mdb_env_open(env, dir.c_str(), 0, 0644);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry " + dir + ": " + mdb_text(rc));
+  }
+  return r;
+}
+
+Result<std::optional<InstallRecord>> Registry::get(const std::string& key) {
+  MDB_txn* t = nullptr;
+  int rc = mdb_txn_begin(env_.get(), nullptr, MDB_RDONLY, &t);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  }
+  TxnPtr txn(t);
+  MDB_dbi dbi;
+  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  }
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  MDB_val v;
+  rc = mdb_get(t, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    return std::optional<InstallRecord>();
+  }
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  }
+  return decode_record(std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
+}
+
+Result<void> Registry::put(const std::string& key, const InstallRecord& r) {
+  MDB_txn* t = nullptr;
+  int rc = mdb_txn_begin(env_.get(), nullptr, 0, &t);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  }
+  TxnPtr txn(t);
+  MDB_dbi dbi;
+  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
+  std::string value = encode_record(r);
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  MDB_val v{value.size(), value.data()};
+  if (rc == 0) {
+    rc = mdb_put(t, dbi, &k, &v, 0);
+  }
+  if (rc == 0) {
+    rc = mdb_txn_commit(txn.release());
+  }
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  }
+  return {};
+}
+
+Result<void> Registry::erase(const std::string& key) {
+  MDB_txn* t = nullptr;
+  int rc = mdb_txn_begin(env_.get(), nullptr, 0, &t);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  }
+  TxnPtr txn(t);
+  MDB_dbi dbi;
+  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  if (rc == 0) {
+    rc = mdb_del(t, dbi, &k, nullptr);
+    if (rc == MDB_NOTFOUND) {
+      rc = 0;
+    }
+  }
+  if (rc == 0) {
+    rc = mdb_txn_commit(txn.release());
+  }
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  }
+  return {};
+}
+
+Result<std::vector<std::pair<std::string, InstallRecord>>> Registry::list() {
+  MDB_txn* t = nullptr;
+  int rc = mdb_txn_begin(env_.get(), nullptr, MDB_RDONLY, &t);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  }
+  TxnPtr txn(t);
+  MDB_dbi dbi;
+  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  }
+  MDB_cursor* c = nullptr;
+  rc = mdb_cursor_open(t, dbi, &c);
+  if (rc != 0) {
+    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  }
+  std::unique_ptr<MDB_cursor, void (*)(MDB_cursor*)> cursor(c, &mdb_cursor_close);
+  std::vector<std::pair<std::string, InstallRecord>> out;
+  MDB_val k, v;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    auto rec = decode_record(std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
+    if (rec) {
+      out.emplace_back(std::string(static_cast<const char*>(k.mv_data), k.mv_size),
+                       std::move(*rec));
+    }
+  }
+  return out;
+}
+
+Result<KeyLock> Registry::lock(const std::string& key, const std::function<void()>& on_wait) {
+  std::string path = dir_ + "/locks/" + sha1_hex(key) + ".lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return fail(Errc::kIo, "lock " + path + ": " + std::strerror(errno));
+  }
+  KeyLock lock(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    return lock;
+  }
+  if (errno != EWOULDBLOCK) {
+    return fail(Errc::kIo, "lock " + path + ": " + std::strerror(errno));
+  }
+  if (on_wait) {
+    on_wait();
+  }
+  while (::flock(fd, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      return fail(Errc::kIo, "lock " + path + ": " + std::strerror(errno));
+    }
+  }
+  return lock;
+}
+
+std::string default_registry_dir(
+    const std::function<std::optional<std::string>(const char*)>& env) {
+  if (auto r = env("TUSK_REGISTRY"); r && !r->empty()) {
+    return *r;
+  }
+  if (auto d = env("XDG_DATA_HOME"); d && !d->empty()) {
+    return *d + "/tusk/registry";
+  }
+  std::string home = env("HOME").value_or(".");
+  return home + "/.local/share/tusk/registry";
+}
+
+}  // namespace installer

@@ -1,0 +1,157 @@
+// Bundle upload through s3::Client::perform, and DELETE signed here with the pure signers of
+// s3/sign.h (the client only knows GET/HEAD/PUT). The SigV2 resource omits the endpoint's service
+// path, like s3::sign_request, which Walrus/OSG accept through their fallback (EUSTORE.md §6.2).
+#include "installer/upload.h"
+
+#include <ctime>
+
+#include "s3/client.h"
+#include "s3/sign.h"
+
+namespace installer {
+namespace {
+
+Error s3_error(const std::string& what, const s3::Error& e) {
+  std::string msg = what + ": ";
+  if (e.http_status != 0) {
+    msg += "HTTP " + std::to_string(e.http_status);
+    if (!e.s3_code.empty()) {
+      msg += " " + e.s3_code;
+    }
+    if (!e.message.empty()) {
+      msg += " (" + e.message + ")";
+    }
+    return Error{Errc::kRemote, msg};
+  }
+  return Error{Errc::kNetwork, msg + e.message};
+}
+
+s3::HeaderList acl_headers(const S3Target& t) {
+  s3::HeaderList h;
+  if (!t.acl.empty()) {
+    h.emplace_back("x-amz-acl", t.acl);
+  }
+  return h;
+}
+
+}  // namespace
+
+Result<void> ensure_bucket(const S3Target& t, const LogFn& log) {
+  log("Checking bucket: " + t.bucket);
+  s3::Request head;
+  head.method = s3::Method::kHead;
+  head.bucket = t.bucket;
+  auto r = s3::Client::perform(t.upstream, head);
+  if (r) {
+    return {};
+  }
+  if (r.error().code == s3::Errc::kForbidden || r.error().code == s3::Errc::kAuth) {
+    return conf::unexpected(s3_error(
+        "bucket " + t.bucket + " (it belongs to another account, or these credentials are wrong)",
+        r.error()));
+  }
+  if (r.error().code != s3::Errc::kNotFound) {
+    return conf::unexpected(s3_error("HEAD bucket " + t.bucket, r.error()));
+  }
+  log("Creating bucket: " + t.bucket);
+  s3::Request put;
+  put.method = s3::Method::kPut;
+  put.bucket = t.bucket;
+  if (auto c = s3::Client::perform(t.upstream, put); !c) {
+    return conf::unexpected(s3_error("PUT bucket " + t.bucket, c.error()));
+  }
+  return {};
+}
+
+std::vector<std::string> bundle_keys(const Bundle& b) {
+  std::vector<std::string> keys;
+  for (const auto& p : b.parts) {
+    keys.push_back(p.filename);
+  }
+  keys.push_back(b.manifest.name + ".manifest.xml");
+  return keys;
+}
+
+Result<std::string> upload_bundle(const S3Target& t, const Bundle& b, const LogFn& log) {
+  for (const auto& p : b.parts) {
+    log("Uploading part: " + p.filename);
+    s3::Request req;
+    req.method = s3::Method::kPut;
+    req.bucket = t.bucket;
+    req.key = p.filename;
+    req.body_file = p.path;
+    req.body_sha256 = p.sha256;
+    req.extra_headers = acl_headers(t);
+    if (auto r = s3::Client::perform(t.upstream, req); !r) {
+      return conf::unexpected(s3_error("PUT " + t.bucket + "/" + p.filename, r.error()));
+    }
+  }
+  std::string key = b.manifest.name + ".manifest.xml";
+  log("Uploading manifest file");
+  s3::Request req;
+  req.method = s3::Method::kPut;
+  req.bucket = t.bucket;
+  req.key = key;
+  req.body = b.manifest_xml;
+  req.extra_headers = acl_headers(t);
+  if (auto r = s3::Client::perform(t.upstream, req); !r) {
+    return conf::unexpected(s3_error("PUT " + t.bucket + "/" + key, r.error()));
+  }
+  std::string location = t.bucket + "/" + key;
+  log("Uploaded image as " + location);
+  return location;
+}
+
+Result<void> delete_objects(Http& http, const S3Target& t, const std::vector<std::string>& keys) {
+  const s3::UrlParts ep = s3::split_url(t.upstream.endpoint);
+  const s3::Credentials creds{t.upstream.access_key, t.upstream.secret_key};
+  for (const auto& key : keys) {
+    std::string path =
+        ep.path + "/" + s3::uri_encode(t.bucket, false) + "/" + s3::uri_encode(key, true);
+    Headers h;
+    std::time_t now = std::time(nullptr);
+    switch (t.upstream.signature) {
+      case conf::Signature::kNone:
+        break;
+      case conf::Signature::kV2: {
+        s3::V2Input in;
+        in.method = "DELETE";
+        in.date = s3::http_date(now);
+        in.resource = "/" + s3::uri_encode(t.bucket, false) + "/" + s3::uri_encode(key, true);
+        h.emplace_back("Date", in.date);
+        h.emplace_back("Authorization", s3::v2_authorization(creds, in));
+        break;
+      }
+      case conf::Signature::kV4: {
+        static constexpr char kEmpty[] =
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        s3::V4Input in;
+        in.method = "DELETE";
+        in.canonical_uri = path;
+        in.headers = {{"host", ep.authority},
+                      {"x-amz-date", s3::amz_date(now)},
+                      {"x-amz-content-sha256", kEmpty}};
+        in.payload_hash = kEmpty;
+        in.region = t.upstream.region;
+        in.amz_date = s3::amz_date(now);
+        h.emplace_back("Host", ep.authority);
+        h.emplace_back("x-amz-date", in.amz_date);
+        h.emplace_back("x-amz-content-sha256", kEmpty);
+        h.emplace_back("Authorization", s3::v4_sign(creds, in).authorization);
+        break;
+      }
+    }
+    auto r = http.request("DELETE", ep.origin() + path, h);
+    if (!r) {
+      return conf::unexpected(r.error());
+    }
+    if (r->status != 204 && r->status != 200 && r->status != 404) {
+      auto x = s3::parse_error_xml(r->body);
+      return fail(Errc::kRemote, "DELETE " + t.bucket + "/" + key + ": HTTP " +
+                                     std::to_string(r->status) + " " + x.code);
+    }
+  }
+  return {};
+}
+
+}  // namespace installer

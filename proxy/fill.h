@@ -1,0 +1,180 @@
+// Fills: fetching an object from its upstream into the cache in fixed chunks, while any number of
+// clients read each byte as soon as it is on disk. One Fill per object, process-wide: whoever
+// asks, each missing chunk is requested upstream once. A Fill belongs to the process, not to a
+// client: clients that go away do not cancel it.
+// Threads: a Fill's transfers run on the fetch loop (FillRunner, fill.cc); its progress is
+// published under a mutex and read from any worker; waiters are woken through callbacks that
+// only post to their own loop. fdatasync and index updates run on the disk thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/store.h"
+#include "conf/config.h"
+#include "proxy/body_file.h"
+#include "proxy/freshness.h"
+#include "proxy/loop.h"
+#include "proxy/metrics.h"
+#include "proxy/router.h"
+#include "s3/client.h"
+
+namespace proxy {
+
+struct FillRunner;
+
+// Runs blocking disk work (fdatasync + index updates) in order on one thread.
+class DiskQueue {
+ public:
+  DiskQueue();
+  ~DiskQueue();  // runs everything queued, then joins
+  void post(std::function<void()> fn);
+  void drain();  // blocks until everything queued so far has run
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable idle_cv_;
+  std::deque<std::function<void()>> queue_;
+  bool busy_ = false;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// What the origin said about the object, fixed once known.
+struct ObjectHead {
+  std::uint64_t size = 0;
+  std::string etag;
+  std::string last_modified;
+  std::string content_type;
+  Headers replay;  // end-to-end headers to send to clients
+  Freshness freshness;
+  bool stored = false;           // false: spooled (PASS)
+  std::uint64_t generation = 0;  // of the cache entry, when stored
+};
+
+// How an upstream answers ranged GETs, learnt from its answers and remembered per upstream.
+enum class RangeMode {
+  kRanges,    // 206 with "Content-Range: bytes a-b/n" (S3, radosgw)
+  kWalrus,    // 200 with "Content-Range: a-b/n", total untrusted: size from a HEAD
+  kNoRanges,  // ignores Range: one sequential whole-object fill
+};
+
+class Fill {
+ public:
+  enum class Phase { kStarting, kStreaming, kDone, kFailed };
+  struct Snapshot {
+    Phase phase = Phase::kStarting;
+    std::shared_ptr<const ObjectHead> head;  // set from kStreaming on
+    BodyFilePtr body;                        // read-only fd, set from kStreaming on
+    bool not_modified = false;               // kDone after a 304: the cached entry is current
+    std::optional<s3::Error> error;          // kFailed
+  };
+  Snapshot snapshot() const;
+
+  // Bytes readable at [pos, pos + n) without a gap; 0 when the byte at pos is not there yet.
+  std::uint64_t available_from(std::uint64_t pos) const;
+
+  // Calls `wake` once the phase left kStarting. False (nothing registered) when it already has.
+  bool wait_head(std::function<void()> wake);
+  // Calls `wake` once the byte at `pos` is readable or the fill ended; also makes its chunk
+  // urgent for the fetcher. False (nothing registered) when that is already the case.
+  bool wait(std::uint64_t pos, std::function<void()> wake);
+  // A client will read [first, last]: those chunks are fetched before any prefetching.
+  void want(std::uint64_t first, std::uint64_t last);
+
+  const std::string& cache_key() const { return cache_key_; }
+
+ private:
+  friend class FillTable;
+  friend struct FillRunner;
+  explicit Fill(std::string cache_key) : cache_key_(std::move(cache_key)) {}
+
+  // Fetch-side updates. Each wakes the waiters it satisfies (outside the lock).
+  void set_head(std::shared_ptr<const ObjectHead> head, BodyFilePtr body, std::uint64_t chunk,
+                std::vector<std::uint32_t> filled);
+  void progress(std::uint64_t chunk, std::uint32_t filled);
+  void end(Phase phase, bool not_modified, std::optional<s3::Error> error);
+  std::uint64_t available_locked(std::uint64_t pos) const;
+  void wake_ready(std::unique_lock<std::mutex>& lock);
+
+  const std::string cache_key_;
+  mutable std::mutex mu_;
+  Snapshot snap_;
+  std::uint64_t chunk_size_ = 0;
+  std::vector<std::uint32_t> filled_;  // per chunk: bytes [0, filled) of the chunk are on disk
+  std::vector<std::function<void()>> head_waiters_;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> waiters_;
+  // Requests for the runner, drained on the fetch loop: (first chunk, last chunk, urgent).
+  std::vector<std::tuple<std::uint64_t, std::uint64_t, bool>> wants_;
+  std::function<void()> poke_;  // asks the runner (on the fetch loop) to look at wants_
+};
+
+using FillPtr = std::shared_ptr<Fill>;
+
+// What a fill starts from, when the cache holds something of the object.
+struct FillSeed {
+  // A complete but stale entry: revalidate it with a conditional GET.
+  std::optional<cache::Meta> stale;
+  // A fresh entry with missing chunks: fetch only those, into the same generation.
+  std::optional<cache::Meta> partial;
+};
+
+class FillTable {
+ public:
+  // `clients` maps upstream names to their client, all running on `fetch`.
+  FillTable(EventLoop& fetch, cache::Store& store, Metrics& metrics,
+            std::map<std::string, s3::Client*> clients, std::string spool_dir, int parallel);
+  ~FillTable();
+
+  // Returns the object's in-flight fill, or starts one from `seed`. `first_byte` is where the
+  // asking client starts reading (the first chunk fetched). `joined` tells which. Any thread.
+  FillPtr acquire(const std::string& cache_key, const Target& target, const FillSeed& seed,
+                  std::uint64_t first_byte, bool* joined);
+
+  std::size_t active() const;
+  void drain_disk() { disk_.drain(); }
+  RangeMode range_mode(const std::string& upstream) const;
+
+ private:
+  friend struct FillRunner;
+  void finished(const std::string& cache_key, const Fill* fill);
+  void set_range_mode(const std::string& upstream, RangeMode mode);
+
+  EventLoop& fetch_;
+  cache::Store& store_;
+  Metrics& metrics_;
+  std::map<std::string, s3::Client*> clients_;
+  std::string spool_dir_;
+  int parallel_;
+  DiskQueue disk_;
+  mutable std::mutex mu_;
+  std::map<std::string, FillPtr> fills_;
+  std::map<std::string, RangeMode> modes_;
+  // Runners keep themselves alive here until they end; touched only on the fetch thread.
+  std::set<std::shared_ptr<FillRunner>> runners_;
+};
+
+// The cache key of an object: which upstream endpoint, bucket and key it comes from.
+std::string make_cache_key(const conf::Upstream& upstream, const std::string& bucket,
+                           const std::string& key);
+
+// Parses "bytes a-b/n" or Walrus' unit-less "a-b/n" ("*" total allowed). Exposed for tests.
+struct ContentRange {
+  bool unit = false;  // "bytes " was present
+  std::uint64_t first = 0, last = 0;
+  std::optional<std::uint64_t> total;
+};
+std::optional<ContentRange> parse_content_range(std::string_view v);
+
+}  // namespace proxy

@@ -1,0 +1,84 @@
+// EventLoop implementation: a persistent user-triggered event drains the posted queue.
+#include "proxy/loop.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include <cassert>
+#include <cstdlib>
+
+namespace proxy {
+namespace {
+// libevent needs its locking callbacks before the first event_base exists; do it once.
+void init_libevent_threads() {
+  static const bool done = [] {
+    if (evthread_use_pthreads() != 0) {
+      std::abort();
+    }
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace
+
+EventLoop::EventLoop(std::string name) : name_(std::move(name)) {
+  init_libevent_threads();
+  base_ = event_base_new();
+  assert(base_ != nullptr);
+  wakeup_ = event_new(base_, -1, EV_PERSIST, &EventLoop::on_wakeup, this);
+  event_add(wakeup_, nullptr);
+}
+
+EventLoop::~EventLoop() {
+  stop();
+  drain();  // run what is left so posted closures release their captures on a known thread
+  event_free(wakeup_);
+  event_base_free(base_);
+}
+
+void EventLoop::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void EventLoop::run() {
+  loop_thread_.store(std::this_thread::get_id());
+  event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
+  loop_thread_.store(std::thread::id{});
+}
+
+void EventLoop::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  event_base_loopbreak(base_);
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
+    thread_.join();
+  }
+}
+
+void EventLoop::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      return;
+    }
+    queue_.push_back(std::move(fn));
+  }
+  event_active(wakeup_, EV_READ, 0);
+}
+
+void EventLoop::on_wakeup(int, short, void* self) { static_cast<EventLoop*>(self)->drain(); }
+
+void EventLoop::drain() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(mu_);
+    batch.swap(queue_);
+  }
+  for (auto& fn : batch) {
+    fn();
+  }
+}
+
+}  // namespace proxy

@@ -1,0 +1,193 @@
+// tuskd: the daemon. `tuskd --config FILE` serves; `tuskd --check-config FILE` validates and
+// exits 0 (valid) or 1 (the first error, as file:line:column). Signals are taken synchronously
+// by the main thread (sigwait), so no handler ever runs inside an event loop.
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "cache/store.h"
+#include "conf/config.h"
+#include "proxy/fill.h"
+#include "proxy/loop.h"
+#include "proxy/metrics.h"
+#include "proxy/server.h"
+#include "proxy/services.h"
+#include "s3/client.h"
+
+namespace {
+
+std::shared_ptr<spdlog::logger> make_access_log(const conf::Log& log) {
+  if (log.access_log == "off") {
+    return nullptr;
+  }
+  std::shared_ptr<spdlog::logger> logger;
+  if (log.access_log.empty()) {
+    logger = spdlog::stderr_color_mt("access");
+  } else {
+    logger = spdlog::basic_logger_mt("access", log.access_log);
+  }
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %v");
+  // Buffered, flushed every second (see serve()): one write per request would cost more
+  // than serving a small hit.
+  return logger;
+}
+
+int serve(const conf::Config& config) {
+  spdlog::set_level(spdlog::level::from_str(config.log.level));
+  spdlog::flush_every(std::chrono::seconds(1));
+  std::error_code ec;
+  std::filesystem::create_directories(config.cache.dir, ec);
+  std::string spool = config.cache.dir + "/tmp";
+  std::filesystem::create_directories(spool, ec);
+  if (ec) {
+    spdlog::critical("cannot create {}: {}", spool, ec.message());
+    return 1;
+  }
+
+  cache::Options opts;
+  opts.dir = config.cache.dir;
+  opts.max_size = config.cache.max_size;
+  opts.chunk_size = static_cast<std::uint32_t>(config.cache.chunk_size);
+  opts.min_free = config.cache.min_free;
+  auto store = cache::Store::open(opts);
+  if (!store) {
+    spdlog::critical("cannot open the cache in {}: {}", config.cache.dir, store.error().message);
+    return 1;
+  }
+
+  proxy::Metrics metrics;
+  metrics.set_cache_max(config.cache.max_size);
+  proxy::EventLoop fetch("fetch");
+  std::map<std::string, std::unique_ptr<s3::Client>> clients;
+  std::map<std::string, s3::Client*> client_ptrs;
+  for (const auto& [name, up] : config.upstreams) {
+    if (!up.tls_verify) {
+      spdlog::warn("upstream '{}': TLS certificate verification is OFF", name);
+    }
+    auto c = s3::Client::create(fetch.base(), up);
+    if (!c) {
+      spdlog::critical("upstream '{}': {}", name, c.error().message);
+      return 1;
+    }
+    client_ptrs[name] = c->get();
+    clients[name] = std::move(c).value();
+  }
+  auto fills = std::make_unique<proxy::FillTable>(fetch, **store, metrics, client_ptrs, spool,
+                                                  config.fill.parallel);
+  proxy::Services svc(config, **store, *fills, metrics, make_access_log(config.log));
+  proxy::Server server(svc);
+  fetch.start();
+  if (auto started = server.start(); !started) {
+    spdlog::critical("{}", started.error());
+    server.stop();
+    fetch.stop();
+    return 1;
+  }
+
+  // Access times and eviction are batched; a maintenance thread writes them out.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread maintenance([&] {
+    std::unique_lock lock(mu);
+    while (!cv.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; })) {
+      lock.unlock();
+      (*store)->flush();
+      lock.lock();
+    }
+  });
+
+  for (const auto& l : config.server.listen) {
+    spdlog::info("tuskd serving on http://{}/ with {} workers (admin: {})", l, server.workers(),
+                 config.admin.listen.empty() ? "off" : "http://" + config.admin.listen + "/");
+  }
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  while (true) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig == SIGHUP) {
+      spdlog::warn("SIGHUP: live reload is not available in this version; restart to apply");
+      continue;
+    }
+    spdlog::info("signal {}: draining", sig);
+    break;
+  }
+  server.stop_accepting();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (svc.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  server.stop();
+  fetch.stop();
+  fills->drain_disk();
+  fills.reset();
+  clients.clear();
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  maintenance.join();
+  (*store)->flush();
+  spdlog::info("tuskd stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tuskd: an edge cache for S3 and Walrus buckets of VM images"};
+  std::string config_path;
+  std::string check_path;
+  app.add_option("--config,-c", config_path, "serve with this configuration file");
+  app.add_option("--check-config", check_path, "validate this configuration file and exit");
+  app.set_version_flag("--version", "tuskd 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+
+  // Block the signals we wait for before any thread exists, so every thread inherits the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (!check_path.empty()) {
+    auto cfg = conf::load_file(check_path);
+    if (!cfg) {
+      std::fprintf(stderr, "%s\n", cfg.error().str().c_str());
+      return 1;
+    }
+    std::printf("%s: OK (%zu upstreams, %zu routes)\n", check_path.c_str(), cfg->upstreams.size(),
+                cfg->routes.size());
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::fprintf(stderr, "tuskd: give --config FILE (or --check-config FILE); see --help\n");
+    return 2;
+  }
+  auto cfg = conf::load_file(config_path);
+  if (!cfg) {
+    std::fprintf(stderr, "%s\n", cfg.error().str().c_str());
+    return 1;
+  }
+  return serve(*cfg);
+}

@@ -1,0 +1,154 @@
+#include "proxy/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+namespace proxy {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& r = *registry_;
+  requests_ = &BuildCounter()
+                   .Name("tusk_requests_total")
+                   .Help("Client requests by cache outcome and HTTP status")
+                   .Register(r);
+  bytes_ = &BuildCounter()
+                .Name("tusk_served_bytes_total")
+                .Help("Body bytes sent to clients, by where they came from")
+                .Register(r);
+  upstream_requests_ = &BuildCounter()
+                            .Name("tusk_upstream_requests_total")
+                            .Help("Requests sent to upstreams")
+                            .Register(r);
+  upstream_errors_ = &BuildCounter()
+                          .Name("tusk_upstream_errors_total")
+                          .Help("Failed upstream requests by kind")
+                          .Register(r);
+  upstream_bytes_ = &BuildCounter()
+                         .Name("tusk_upstream_bytes_total")
+                         .Help("Body bytes received from upstreams")
+                         .Register(r);
+  coalesced_ = &BuildCounter()
+                    .Name("tusk_coalesced_waiters_total")
+                    .Help("Requests that joined an in-flight fill")
+                    .Register(r)
+                    .Add({});
+  resumed_ = &BuildCounter()
+                  .Name("tusk_resumed_fills_total")
+                  .Help("Fills resumed after a broken upstream stream")
+                  .Register(r)
+                  .Add({});
+  evictions_ = &BuildCounter()
+                    .Name("tusk_cache_evictions_total")
+                    .Help("Objects evicted to stay within cache.max_size")
+                    .Register(r)
+                    .Add({});
+  evicted_bytes_ = &BuildCounter()
+                        .Name("tusk_cache_evicted_bytes_total")
+                        .Help("Bytes evicted to stay within cache.max_size")
+                        .Register(r)
+                        .Add({});
+  cache_bytes_ = &BuildGauge()
+                      .Name("tusk_cache_bytes")
+                      .Help("Bytes reserved by cached objects")
+                      .Register(r)
+                      .Add({});
+  cache_objects_ = &BuildGauge()
+                        .Name("tusk_cache_objects")
+                        .Help("Objects in the cache index")
+                        .Register(r)
+                        .Add({});
+  cache_max_bytes_ = &BuildGauge()
+                          .Name("tusk_cache_max_bytes")
+                          .Help("Configured cache.max_size")
+                          .Register(r)
+                          .Add({});
+  fills_active_ =
+      &BuildGauge()
+           .Name("tusk_fills_active")
+           .Help("Objects being filled (a completed fill counts until its chunks are durable)")
+           .Register(r)
+           .Add({});
+  ttfb_ = &BuildHistogram()
+               .Name("tusk_upstream_ttfb_seconds")
+               .Help("Time from sending an upstream request to its response head")
+               .Register(r)
+               .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                0.5, 1, 2.5, 5, 10});
+  for (int o = 0; o < kOutcomes; ++o) {
+    for (std::size_t i = 0; i < std::size(kStatuses); ++i) {
+      request_children_[o][i] = &requests_->Add({{"outcome", outcome_name(static_cast<Outcome>(o))},
+                                                 {"status", std::to_string(kStatuses[i])}});
+    }
+  }
+  bytes_children_[0] = &bytes_->Add({{"source", "cache"}});
+  bytes_children_[1] = &bytes_->Add({{"source", "upstream"}});
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::request(Outcome outcome, int status) {
+  const int o = static_cast<int>(outcome);
+  for (std::size_t i = 0; i < std::size(kStatuses); ++i) {
+    if (kStatuses[i] == status && o >= 0 && o < kOutcomes) {
+      request_children_[o][i]->Increment();
+      return;
+    }
+  }
+  requests_->Add({{"outcome", outcome_name(outcome)}, {"status", std::to_string(status)}})
+      .Increment();
+}
+
+void Metrics::bytes_served(Source source, std::uint64_t n) {
+  if (n == 0) {
+    return;
+  }
+  bytes_children_[source == Source::kCache ? 0 : 1]->Increment(static_cast<double>(n));
+}
+
+void Metrics::upstream_request(const std::string& upstream) {
+  upstream_requests_->Add({{"upstream", upstream}}).Increment();
+}
+
+void Metrics::upstream_error(const std::string& upstream, const std::string& kind) {
+  upstream_errors_->Add({{"upstream", upstream}, {"kind", kind}}).Increment();
+}
+
+void Metrics::upstream_bytes(const std::string& upstream, std::uint64_t n) {
+  upstream_bytes_->Add({{"upstream", upstream}}).Increment(static_cast<double>(n));
+}
+
+void Metrics::coalesced_waiter() { coalesced_->Increment(); }
+void Metrics::resumed_fill() { resumed_->Increment(); }
+void Metrics::upstream_ttfb(double seconds) { ttfb_->Observe(seconds); }
+void Metrics::set_fills_active(std::size_t n) { fills_active_->Set(static_cast<double>(n)); }
+void Metrics::set_cache_max(std::uint64_t bytes) {
+  cache_max_bytes_->Set(static_cast<double>(bytes));
+}
+
+std::string Metrics::render(const cache::Stats& stats) {
+  {
+    std::lock_guard lock(render_mu_);
+    // Store counts are cumulative since open; feed the difference into monotonic counters.
+    if (stats.evictions > seen_evictions_) {
+      evictions_->Increment(static_cast<double>(stats.evictions - seen_evictions_));
+      seen_evictions_ = stats.evictions;
+    }
+    if (stats.evicted_bytes > seen_evicted_bytes_) {
+      evicted_bytes_->Increment(static_cast<double>(stats.evicted_bytes - seen_evicted_bytes_));
+      seen_evicted_bytes_ = stats.evicted_bytes;
+    }
+    cache_bytes_->Set(static_cast<double>(stats.bytes));
+    cache_objects_->Set(static_cast<double>(stats.objects));
+  }
+  prometheus::TextSerializer serializer;
+  return serializer.Serialize(registry_->Collect());
+}
+
+}  // namespace proxy

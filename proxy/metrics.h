@@ -1,0 +1,77 @@
+// Prometheus metrics of tuskd (prometheus-cpp core; exposed in text format by the admin
+// listener). Every counter is thread-safe; label children are looked up once where the label
+// set is fixed. Never carries a secret: labels are outcome, status, source, upstream, kind.
+#pragma once
+
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "cache/store.h"
+#include "proxy/outcome.h"
+
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+class Gauge;
+class Histogram;
+}  // namespace prometheus
+
+namespace proxy {
+
+enum class Source { kCache, kUpstream };
+
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+
+  void request(Outcome outcome, int status);
+  void bytes_served(Source source, std::uint64_t n);
+  void upstream_request(const std::string& upstream);
+  void upstream_error(const std::string& upstream, const std::string& kind);
+  void upstream_bytes(const std::string& upstream, std::uint64_t n);
+  void coalesced_waiter();
+  void resumed_fill();
+  void upstream_ttfb(double seconds);
+  void set_cache_max(std::uint64_t bytes);
+  void set_fills_active(std::size_t n);
+
+  // Prometheus text exposition, with cache gauges refreshed from `stats`.
+  std::string render(const cache::Stats& stats);
+
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Counter>* bytes_;
+  prometheus::Family<prometheus::Counter>* upstream_requests_;
+  prometheus::Family<prometheus::Counter>* upstream_errors_;
+  prometheus::Family<prometheus::Counter>* upstream_bytes_;
+  prometheus::Counter* coalesced_;
+  prometheus::Counter* resumed_;
+  prometheus::Counter* evictions_;
+  prometheus::Counter* evicted_bytes_;
+  prometheus::Gauge* cache_bytes_;
+  prometheus::Gauge* cache_objects_;
+  prometheus::Gauge* cache_max_bytes_;
+  prometheus::Gauge* fills_active_;
+  prometheus::Histogram* ttfb_;
+  // Children looked up once: Family::Add takes a lock and hashes labels, too slow for every
+  // request. Statuses outside kStatuses go through Add.
+  static constexpr int kStatuses[] = {200, 206, 304, 400, 404, 405, 412, 416, 499, 502, 504};
+  static constexpr int kOutcomes = 7;
+  prometheus::Counter* request_children_[kOutcomes][std::size(kStatuses)] = {};
+  prometheus::Counter* bytes_children_[2] = {};
+  std::mutex render_mu_;
+  std::uint64_t seen_evictions_ = 0;
+  std::uint64_t seen_evicted_bytes_ = 0;
+};
+
+}  // namespace proxy

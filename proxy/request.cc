@@ -1,0 +1,679 @@
+// The request state machine. Decisions (routing, ranges, conditionals, freshness) are pure
+// functions elsewhere; this file only sequences them and does the I/O.
+#include "proxy/request.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <limits>
+
+#include "s3/sign.h"
+
+namespace proxy {
+namespace {
+
+// Bytes handed to the connection per write callback. With sendfile they cost no memory; the
+// window only bounds how much a slow client can have queued in the socket path at once.
+constexpr std::uint64_t kWindow = 16u << 20;
+constexpr std::uint64_t kCompleteWindow = 64u << 20;
+
+std::string header_or_empty(evkeyvalq* h, const char* name) {
+  const char* v = evhttp_find_header(h, name);
+  return v ? std::string(v) : std::string();
+}
+
+std::string make_boundary() {
+  unsigned char raw[12];
+  if (RAND_bytes(raw, sizeof raw) != 1) {
+    std::memset(raw, 0x5a, sizeof raw);
+  }
+  return "tusk" + s3::hex(std::string_view(reinterpret_cast<char*>(raw), sizeof raw));
+}
+
+// The Date header value for `now`, formatted once per second per thread (as nginx does).
+const char* cached_http_date(std::int64_t now) {
+  thread_local std::int64_t at = -1;
+  thread_local std::string text;
+  if (now != at) {
+    at = now;
+    text = s3::http_date(static_cast<std::time_t>(now));
+  }
+  return text.c_str();
+}
+
+}  // namespace
+
+void Request::handle(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot) {
+  std::shared_ptr<Request> r(new Request(req, svc, loop, hot));
+  r->self_ = r;
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  // Headers and body leave in separate writes; without TCP_NODELAY Nagle holds the body back
+  // until the client's delayed ACK (tens of ms per small hit on a keep-alive connection).
+  if (bufferevent* bev = evhttp_connection_get_bufferevent(conn)) {
+    int one = 1;
+    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  evhttp_connection_set_closecb(conn, &Request::on_close, r.get());
+  r->drive();
+}
+
+Request::Request(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot)
+    : req_(req), svc_(svc), loop_(loop), hot_(hot), t0_(std::chrono::steady_clock::now()) {
+  svc_.in_flight.fetch_add(1);
+}
+
+Request::~Request() { svc_.in_flight.fetch_sub(1); }
+
+void Request::drive() {
+  while (!closed_ && !finished_) {
+    Next next = Next::kDone;
+    switch (step_) {
+      case Step::kRecv:
+        next = recv();
+        break;
+      case Step::kLookup:
+        next = lookup();
+        break;
+      case Step::kFill:
+        next = fill();
+        break;
+      case Step::kAwaitHead:
+        next = await_head();
+        break;
+      case Step::kDeliver:
+        next = deliver();
+        break;
+      case Step::kDone:
+        next = Next::kDone;
+        break;
+    }
+    if (next != Next::kContinue) {
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Recv
+
+Request::Next Request::recv() {
+  evhttp_cmd_type method = evhttp_request_get_command(req_);
+  target_uri_ = evhttp_request_get_uri(req_);
+  evkeyvalq* in = evhttp_request_get_input_headers(req_);
+  host_ = header_or_empty(in, "Host");
+  if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+    synth(405, "Method Not Allowed", "tusk serves GET and HEAD only\n", {{"Allow", "GET, HEAD"}});
+    return Next::kDone;
+  }
+  head_only_ = method == EVHTTP_REQ_HEAD;
+  auto routed = svc_.router.route(host_, target_uri_);
+  if (!routed) {
+    if (routed.error().code == RouteErrc::kBadPath) {
+      synth(400, "Bad Request", "bad request path: " + routed.error().message + "\n");
+    } else {
+      synth(404, "Not Found", "no route for this path\n");
+    }
+    return Next::kDone;
+  }
+  target_ = std::move(routed).value();
+  upstream_ = &svc_.config.upstreams.at(target_.upstream);
+  cache_key_ = make_cache_key(*upstream_, target_.bucket, target_.key);
+
+  range_header_ = header_or_empty(in, "Range");
+  if (!range_header_.empty()) {
+    ranges_ = parse_range(range_header_);  // malformed: nullopt, served as 200
+  }
+  conditions_.if_match = header_or_empty(in, "If-Match");
+  conditions_.if_none_match = header_or_empty(in, "If-None-Match");
+  conditions_.if_modified_since = header_or_empty(in, "If-Modified-Since");
+  conditions_.if_unmodified_since = header_or_empty(in, "If-Unmodified-Since");
+  conditions_.if_range = header_or_empty(in, "If-Range");
+  step_ = Step::kLookup;
+  return Next::kContinue;
+}
+
+// ---------------------------------------------------------------- Lookup
+
+Request::Next Request::lookup() {
+  ++lookups_;
+  // Read the epoch before the index: a record read under epoch E stays valid while it lasts.
+  const std::uint64_t epoch = svc_.store.epoch();
+  if (HotEntry* e = hot_.find(cache_key_, epoch); e && outcome_ != Outcome::kRevalidated) {
+    const std::int64_t now = std::time(nullptr);
+    if ((e->meta.flags & cache::Meta::kFlagNoCache) == 0 && now < e->meta.expires_at) {
+      entity_ = entity_of(e->meta, e->body);
+      entity_.bytes = e->bytes;
+      outcome_ = Outcome::kHit;
+      if (e->touched_at != now) {  // the LRU counts in seconds: once per second is enough
+        e->touched_at = now;
+        svc_.store.touch(cache_key_);
+      }
+      step_ = Step::kDeliver;
+      return Next::kContinue;
+    }
+  }
+  auto meta = svc_.store.lookup(cache_key_);
+  if (meta && !meta->complete()) {
+    const std::int64_t now = std::time(nullptr);
+    if ((meta->flags & cache::Meta::kFlagNoCache) == 0 && now < meta->expires_at) {
+      partial_ = std::move(meta);  // fetch only what is missing, into the same generation
+    }
+  } else if (meta) {
+    const std::int64_t now = std::time(nullptr);
+    bool fresh = (meta->flags & cache::Meta::kFlagNoCache) == 0 && now < meta->expires_at;
+    // An entry just confirmed by the origin is served even when its lifetime is zero
+    // (no-cache, max-age=0): the confirmation is this use's revalidation.
+    if (fresh || outcome_ == Outcome::kRevalidated) {
+      auto fd = svc_.store.open_body(cache_key_, meta->generation);
+      if (fd) {
+        entity_ = entity_of(*meta, std::make_shared<BodyFile>(*fd));
+        remember_hot(*meta, epoch);
+        if (outcome_ != Outcome::kRevalidated) {
+          outcome_ = Outcome::kHit;
+        }
+        svc_.store.touch(cache_key_);
+        step_ = Step::kDeliver;
+        return Next::kContinue;
+      }
+      // Replaced or evicted between lookup and open: look again (bounded).
+      if (lookups_ < 3) {
+        return Next::kContinue;
+      }
+    } else {
+      stale_ = std::move(meta);
+    }
+  }
+  step_ = Step::kFill;
+  return Next::kContinue;
+}
+
+void Request::remember_hot(const cache::Meta& meta, std::uint64_t epoch) {
+  HotEntry e{epoch, meta, entity_.body, nullptr};
+  e.meta.bitmap.clear();  // complete by construction; the bitmap of a big object is dead weight
+  if (meta.size <= HotCache::kMaxInlineBytes) {
+    auto bytes = std::make_shared<std::string>(meta.size, '\0');
+    std::size_t got = 0;
+    while (got < bytes->size()) {
+      ssize_t n = ::pread(entity_.body->fd(), bytes->data() + got, bytes->size() - got,
+                          static_cast<off_t>(got));
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) {
+          continue;
+        }
+        return;  // not cached in memory; served from the file as usual
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    e.bytes = std::move(bytes);
+    entity_.bytes = e.bytes;
+  }
+  hot_.put(cache_key_, std::move(e));
+}
+
+// ---------------------------------------------------------------- Fill
+
+Request::Next Request::fill() {
+  FillSeed seed;
+  seed.stale = stale_;
+  seed.partial = partial_;
+  // The first byte this client reads decides which chunk is fetched first. A suffix range on
+  // an object of unknown size cannot say: the fill then learns the size with a HEAD.
+  std::uint64_t first_byte = 0;
+  if (ranges_ && !ranges_->empty()) {
+    const RangeSpec& r = ranges_->front();
+    if (!r.suffix) {
+      first_byte = r.first;
+    } else if (partial_) {
+      first_byte = r.first >= partial_->size ? 0 : partial_->size - r.first;
+    } else {
+      first_byte = std::numeric_limits<std::uint64_t>::max();
+    }
+  }
+  fill_ = svc_.fills.acquire(cache_key_, target_, seed, first_byte, &joined_);
+  if (joined_) {
+    // A fill whose every byte is already on disk (only its bookkeeping is still running)
+    // serves this request exactly as a hit would.
+    Fill::Snapshot snap = fill_->snapshot();
+    const bool fresh = snap.head && !snap.head->freshness.revalidate_each_use &&
+                       std::time(nullptr) < snap.head->freshness.expires_at;
+    joined_done_ =
+        fresh && (snap.phase == Fill::Phase::kDone || fill_->available_from(0) >= snap.head->size);
+  }
+  step_ = Step::kAwaitHead;
+  return Next::kContinue;
+}
+
+// A callback that resumes `step` on this request's loop, if the request still exists. Fills
+// call it from the fetch thread; it only posts.
+std::function<void()> Request::resume(void (Request::*step)()) {
+  std::weak_ptr<Request> weak = weak_from_this();
+  EventLoop* loop = &loop_;
+  return [weak, loop, step] {
+    loop->post([weak, step] {
+      if (auto self = weak.lock()) {
+        ((*self).*step)();
+      }
+    });
+  };
+}
+
+void Request::park_on_head() {
+  auto wake = resume(&Request::drive);
+  if (!fill_->wait_head(wake)) {
+    wake();  // already there: go on from the loop, never recursing from inside a callback
+  }
+}
+
+Request::Next Request::await_head() {
+  Fill::Snapshot snap = fill_->snapshot();
+  switch (snap.phase) {
+    case Fill::Phase::kStarting:
+      park_on_head();
+      return Next::kPark;
+    case Fill::Phase::kFailed:
+      if (serve_stale_on_error()) {
+        return Next::kContinue;
+      }
+      synth_upstream_error(*snap.error);
+      return Next::kDone;
+    case Fill::Phase::kDone:
+      if (snap.not_modified) {
+        outcome_ = Outcome::kRevalidated;
+        fill_.reset();
+        step_ = Step::kLookup;
+        return Next::kContinue;
+      }
+      break;
+    case Fill::Phase::kStreaming:
+      break;
+  }
+  const ObjectHead& h = *snap.head;
+  entity_ = Entity{
+      h.size,       h.etag,    h.last_modified, h.content_type, h.replay, h.freshness.stored_at,
+      h.generation, snap.body, fill_,           nullptr};
+  if (!h.stored) {
+    outcome_ = Outcome::kPass;
+  } else if (!joined_) {
+    outcome_ = Outcome::kMiss;
+  } else {
+    // Joined a fill that had already ended: every byte was on disk, nothing waited upstream.
+    outcome_ = joined_done_ ? Outcome::kHit : Outcome::kCoalesced;
+  }
+  step_ = Step::kDeliver;
+  return Next::kContinue;
+}
+
+bool Request::serve_stale_on_error() {
+  if (!stale_) {
+    return false;
+  }
+  const std::int64_t now = std::time(nullptr);
+  if (now >= stale_->expires_at + target_.route->grace.count()) {
+    return false;
+  }
+  auto fd = svc_.store.open_body(cache_key_, stale_->generation);
+  if (!fd) {
+    return false;
+  }
+  entity_ = entity_of(*stale_, std::make_shared<BodyFile>(*fd));
+  outcome_ = Outcome::kStale;
+  step_ = Step::kDeliver;
+  return true;
+}
+
+// ---------------------------------------------------------------- Deliver
+
+void Request::add_entity_headers(bool with_length_and_type) {
+  evkeyvalq* out = evhttp_request_get_output_headers(req_);
+  if (!entity_.etag.empty()) {
+    evhttp_add_header(out, "ETag", entity_.etag.c_str());
+  }
+  if (!entity_.last_modified.empty()) {
+    evhttp_add_header(out, "Last-Modified", entity_.last_modified.c_str());
+  }
+  for (const auto& [k, v] : entity_.replay) {
+    evhttp_add_header(out, k.c_str(), v.c_str());
+  }
+  std::int64_t age = std::max<std::int64_t>(0, std::time(nullptr) - entity_.stored_at);
+  evhttp_add_header(out, "Age", std::to_string(age).c_str());
+  if (with_length_and_type) {
+    evhttp_add_header(out, "Accept-Ranges", "bytes");
+  }
+}
+
+Request::Next Request::deliver() {
+  evkeyvalq* out = evhttp_request_get_output_headers(req_);
+  evhttp_add_header(out, "Date", cached_http_date(std::time(nullptr)));
+  evhttp_add_header(out, "X-Cache", outcome_name(outcome_));
+
+  const bool conditional = !conditions_.if_match.empty() || !conditions_.if_none_match.empty() ||
+                           !conditions_.if_modified_since.empty() ||
+                           !conditions_.if_unmodified_since.empty() ||
+                           !conditions_.if_range.empty();
+  Validators v{entity_.etag, -1};
+  if (conditional && !entity_.last_modified.empty()) {
+    v.last_modified = s3::parse_http_date(entity_.last_modified);
+  }
+  switch (conditional ? evaluate(conditions_, v) : Precondition::kProceed) {
+    case Precondition::kNotModified:
+      add_entity_headers(false);
+      status_ = 304;
+      evhttp_send_reply(take_request(), 304, "Not Modified", nullptr);
+      finish(304);
+      return Next::kDone;
+    case Precondition::kFailed:
+      synth(412, "Precondition Failed", "precondition failed\n");
+      return Next::kDone;
+    case Precondition::kProceed:
+      break;
+  }
+
+  const std::uint64_t size = entity_.size;
+  RangeDecision decision;
+  if (ranges_ && if_range_allows(conditions_, v)) {
+    decision = resolve_ranges(*ranges_, size);
+  }
+  if (decision.kind == RangeKind::kUnsatisfiable) {
+    synth(416, "Range Not Satisfiable", "range not satisfiable\n",
+          {{"Content-Range", "bytes */" + std::to_string(size)}});
+    return Next::kDone;
+  }
+  add_entity_headers(true);
+  std::uint64_t length = 0;
+  if (decision.kind == RangeKind::kFull) {
+    status_ = 200;
+    pieces_.push_back({"", 0, size});
+    length = size;
+    evhttp_add_header(out, "Content-Type", entity_.content_type.c_str());
+  } else if (decision.spans.size() == 1) {
+    status_ = 206;
+    const ByteSpan& s = decision.spans[0];
+    pieces_.push_back({"", s.first, s.length()});
+    length = s.length();
+    evhttp_add_header(out, "Content-Type", entity_.content_type.c_str());
+    std::string cr = "bytes " + std::to_string(s.first) + "-" + std::to_string(s.last) + "/" +
+                     std::to_string(size);
+    evhttp_add_header(out, "Content-Range", cr.c_str());
+  } else {
+    status_ = 206;
+    std::string boundary = make_boundary();
+    for (const ByteSpan& s : decision.spans) {
+      std::string part = "\r\n--" + boundary + "\r\nContent-Type: " + entity_.content_type +
+                         "\r\nContent-Range: bytes " + std::to_string(s.first) + "-" +
+                         std::to_string(s.last) + "/" + std::to_string(size) + "\r\n\r\n";
+      length += part.size() + s.length();
+      pieces_.push_back({std::move(part), 0, 0});
+      pieces_.push_back({"", s.first, s.length()});
+    }
+    std::string end = "\r\n--" + boundary + "--\r\n";
+    length += end.size();
+    pieces_.push_back({std::move(end), 0, 0});
+    evhttp_add_header(out, "Content-Type", ("multipart/byteranges; boundary=" + boundary).c_str());
+  }
+  evhttp_add_header(out, "Content-Length", std::to_string(length).c_str());
+  const char* reason = status_ == 200 ? "OK" : "Partial Content";
+  if (head_only_ || length == 0) {
+    evhttp_send_reply(take_request(), status_, reason, nullptr);
+    finish(status_);
+    return Next::kDone;
+  }
+  if (entity_.fill) {
+    for (const Piece& p : pieces_) {
+      if (p.length > 0) {
+        entity_.fill->want(p.offset, p.offset + p.length - 1);
+      }
+    }
+  }
+  started_ = true;
+  evhttp_send_reply_start(req_, status_, reason);
+  step_ = Step::kDone;
+  pump();
+  return Next::kPark;
+}
+
+void Request::pump() {
+  if (closed_ || finished_) {
+    return;
+  }
+  evbuffer* buf = evbuffer_new();
+  // Lets libevent keep file segments as sendfile chains all the way to the socket.
+  evbuffer_set_flags(buf, EVBUFFER_FLAG_DRAINS_TO_FD);
+  // A complete body goes out in large sendfile windows (no memory; fewer drain stalls); a
+  // body still filling in smaller ones, so a slow fill does not hold a large range.
+  std::uint64_t budget = entity_.fill ? kWindow : kCompleteWindow;
+  std::uint64_t need = 0;  // when blocked: the body offset we wait for
+  bool blocked = false;
+  while (piece_ < pieces_.size() && budget > 0) {
+    const Piece& p = pieces_[piece_];
+    if (p.length == 0) {
+      evbuffer_add(buf, p.text.data(), p.text.size());
+      ++piece_;
+      continue;
+    }
+    std::uint64_t pos = p.offset + piece_done_;
+    std::uint64_t available = entity_.fill ? entity_.fill->available_from(pos) : entity_.size - pos;
+    if (available == 0) {
+      need = pos;
+      blocked = true;
+      break;
+    }
+    std::uint64_t n = std::min({p.length - piece_done_, available, budget});
+    if (entity_.bytes) {
+      evbuffer_add(buf, entity_.bytes->data() + pos, n);  // small: a copy beats a sendfile
+      piece_done_ += n;
+      budget -= n;
+      body_bytes_ += n;
+      if (piece_done_ == p.length) {
+        ++piece_;
+        piece_done_ = 0;
+      }
+      continue;
+    }
+    evbuffer_file_segment* seg = evbuffer_file_segment_new(
+        entity_.body->fd(), static_cast<ev_off_t>(pos), static_cast<ev_off_t>(n), 0);
+    if (seg == nullptr || evbuffer_add_file_segment(buf, seg, 0, static_cast<ev_off_t>(n)) != 0) {
+      if (seg != nullptr) {
+        evbuffer_file_segment_free(seg);
+      }
+      evbuffer_free(buf);
+      spdlog::error("cannot queue body bytes for {}", target_uri_);
+      abort_connection();
+      return;
+    }
+    evbuffer_file_segment_free(seg);  // the buffer holds its own reference
+    piece_done_ += n;
+    budget -= n;
+    body_bytes_ += n;
+    if (piece_done_ == p.length) {
+      ++piece_;
+      piece_done_ = 0;
+    }
+  }
+  std::size_t queued = evbuffer_get_length(buf);
+  if (queued > 0) {
+    svc_.metrics.bytes_served(outcome_ == Outcome::kHit || outcome_ == Outcome::kRevalidated ||
+                                      outcome_ == Outcome::kStale
+                                  ? Source::kCache
+                                  : Source::kUpstream,
+                              queued);
+    evhttp_send_reply_chunk_with_cb(req_, buf, &Request::on_chunk_sent, this);
+    evbuffer_free(buf);
+    return;  // on_chunk_sent pumps again once the connection drained it
+  }
+  evbuffer_free(buf);
+  if (!blocked) {
+    evhttp_send_reply_end(take_request());
+    finish(status_);
+    return;
+  }
+  Fill::Snapshot snap = entity_.fill->snapshot();
+  if (snap.phase == Fill::Phase::kFailed || (snap.phase == Fill::Phase::kDone && !refill(need))) {
+    // Headers are out; the only honest signal left is closing before Content-Length is met.
+    spdlog::warn("upstream fill failed while serving {}; closing the client connection",
+                 target_uri_);
+    abort_connection();
+    return;
+  }
+  auto wake = resume(&Request::pump);
+  if (!entity_.fill->wait(need, wake)) {
+    wake();
+  }
+}
+
+// The fill this client followed ended without the bytes it still needs (prefetch: none, and
+// they were not asked for before it went idle). Start or join a fill of what is missing.
+bool Request::refill(std::uint64_t pos) {
+  auto meta = svc_.store.lookup(cache_key_);
+  if (!meta || meta->generation != entity_.generation || entity_.generation == 0) {
+    return false;  // replaced, evicted, or a spool: the bytes cannot come back
+  }
+  if (meta->complete()) {
+    entity_.fill.reset();
+    return true;
+  }
+  FillSeed seed;
+  seed.partial = std::move(meta);
+  bool joined = false;
+  entity_.fill = svc_.fills.acquire(cache_key_, target_, seed, pos, &joined);
+  for (std::size_t i = piece_; i < pieces_.size(); ++i) {
+    if (pieces_[i].length > 0) {
+      entity_.fill->want(pieces_[i].offset, pieces_[i].offset + pieces_[i].length - 1);
+    }
+  }
+  return true;
+}
+
+void Request::on_chunk_sent(evhttp_connection*, void* arg) { static_cast<Request*>(arg)->pump(); }
+
+// ---------------------------------------------------------------- Synth and the end
+
+void Request::synth(int status, const std::string& reason, const std::string& body,
+                    const std::vector<std::pair<std::string, std::string>>& extra) {
+  outcome_ = Outcome::kError;
+  status_ = status;
+  evkeyvalq* out = evhttp_request_get_output_headers(req_);
+  // Deliver may have begun the headers before deciding on an error (412, 416).
+  for (const char* name : {"X-Cache", "Content-Type", "Cache-Control", "Content-Length"}) {
+    evhttp_remove_header(out, name);
+  }
+  evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
+  evhttp_add_header(out, "X-Cache", outcome_name(outcome_));
+  evhttp_add_header(out, "Cache-Control", "no-store");
+  for (const auto& [k, v] : extra) {
+    evhttp_add_header(out, k.c_str(), v.c_str());
+  }
+  evbuffer* buf = evbuffer_new();
+  if (!head_only_) {
+    evbuffer_add(buf, body.data(), body.size());
+  } else {
+    evhttp_add_header(out, "Content-Length", std::to_string(body.size()).c_str());
+  }
+  evhttp_send_reply(take_request(), status, reason.c_str(), buf);
+  evbuffer_free(buf);
+  finish(status);
+}
+
+void Request::synth_upstream_error(const s3::Error& e) {
+  switch (e.code) {
+    case s3::Errc::kNotFound:
+      synth(404, "Not Found", "not found in bucket " + target_.bucket + "\n");
+      return;
+    case s3::Errc::kForbidden:
+      if (upstream_->signature == conf::Signature::kNone) {
+        // An anonymous GET of a missing key in a private bucket is a 403 too: say both.
+        spdlog::warn("upstream '{}' denied anonymous access to {}/{}: not found or forbidden",
+                     target_.upstream, target_.bucket, target_.key);
+        synth(404, "Not Found", "not found (or not public) in bucket " + target_.bucket + "\n");
+        return;
+      }
+      synth(502, "Bad Gateway", "upstream denied access to the object\n");
+      return;
+    case s3::Errc::kAuth:
+      spdlog::error("upstream '{}' rejected tusk's credentials: {}", target_.upstream, e.message);
+      synth(502, "Bad Gateway", "upstream rejected tusk's credentials (" + e.s3_code + ")\n");
+      return;
+    case s3::Errc::kTimeout:
+      synth(504, "Gateway Timeout", "upstream timed out\n");
+      return;
+    case s3::Errc::kRefused:
+      synth(502, "Bad Gateway", "upstream unreachable\n");
+      return;
+    default:
+      synth(502, "Bad Gateway", "upstream error: " + e.message + "\n");
+      return;
+  }
+}
+
+void Request::finish(int status) {
+  if (finished_) {
+    return;
+  }
+  finished_ = true;
+  step_ = Step::kDone;
+  auto elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_);
+  svc_.metrics.request(outcome_, status);
+  if (svc_.access_log) {
+    svc_.access_log->info("\"{} {}\" {} {} {} range=\"{}\" {:.1f}ms", head_only_ ? "HEAD" : "GET",
+                          target_uri_, status, body_bytes_, outcome_name(outcome_), range_header_,
+                          elapsed.count());
+  }
+  req_ = nullptr;
+  // The last reference may be this one: release it after the current call stack unwinds.
+  loop_.post([self = std::move(self_)] {});
+}
+
+evhttp_request* Request::take_request() {
+  // The reply call that follows may free the request (and, with keep-alive, hand the
+  // connection to the next request) before it returns: unhook our close callback first and
+  // never touch the request again.
+  evhttp_request* r = req_;
+  if (r != nullptr && !closed_) {
+    if (auto* conn = evhttp_request_get_connection(r)) {
+      evhttp_connection_set_closecb(conn, nullptr, nullptr);
+    }
+  }
+  req_ = nullptr;
+  return r;
+}
+
+void Request::abort_connection() {
+  evhttp_connection* conn = req_ ? evhttp_request_get_connection(req_) : nullptr;
+  int status = status_;
+  closed_ = true;
+  if (conn != nullptr) {
+    evhttp_connection_set_closecb(conn, nullptr, nullptr);
+    evhttp_connection_free(conn);  // frees req_ too
+  } else if (req_ != nullptr) {
+    evhttp_request_free(req_);
+  }
+  req_ = nullptr;
+  finish(status);
+}
+
+void Request::on_close(evhttp_connection* conn, void* arg) {
+  auto* self = static_cast<Request*>(arg);
+  evhttp_connection_set_closecb(conn, nullptr, nullptr);
+  self->closed_ = true;
+  if (self->req_ != nullptr && evhttp_request_get_connection(self->req_) == nullptr) {
+    // libevent detached the unfinished request from the dying connection: it is ours to free.
+    if (self->started_) {
+      evhttp_send_reply_end(self->req_);
+    } else {
+      evhttp_request_free(self->req_);
+    }
+  }
+  self->req_ = nullptr;
+  self->finish(499);  // nginx's "client closed request"
+}
+
+}  // namespace proxy

@@ -1,0 +1,124 @@
+// The life of one client request, as named steps driven by one loop (STYLE.md, after Varnish's
+// cache_req_fsm): Recv -> Lookup -> (Fill -> AwaitHead) -> Deliver, with Synth for errors.
+// Each step returns Continue, Park (waiting on a fill; woken through the worker's loop) or Done.
+// Threads: a Request lives on the worker loop that accepted it and is touched only there.
+// libevent owns the evhttp_request; we guarantee exactly one reply and never touch it after the
+// connection closed (closecb) or after the reply ended.
+#pragma once
+
+#include <event2/http.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/conditional.h"
+#include "proxy/fill.h"
+#include "proxy/hot_cache.h"
+#include "proxy/loop.h"
+#include "proxy/outcome.h"
+#include "proxy/range.h"
+#include "proxy/router.h"
+#include "proxy/services.h"
+
+namespace proxy {
+
+class Request : public std::enable_shared_from_this<Request> {
+ public:
+  // Entry point from the evhttp callback.
+  static void handle(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot);
+  ~Request();
+
+ private:
+  enum class Step { kRecv, kLookup, kFill, kAwaitHead, kDeliver, kDone };
+  enum class Next { kContinue, kPark, kDone };
+
+  // What is being delivered: the object's description and where its bytes are.
+  struct Entity {
+    std::uint64_t size = 0;
+    std::string etag;
+    std::string last_modified;
+    std::string content_type;
+    Headers replay;
+    std::int64_t stored_at = 0;
+    std::uint64_t generation = 0;  // cache generation the body belongs to (0: spool)
+    BodyFilePtr body;
+    FillPtr fill;                              // set while the bytes are still arriving
+    std::shared_ptr<const std::string> bytes;  // the whole body in memory (small hot objects)
+  };
+  // One piece of a response body: literal text (multipart framing) or a byte span of the body.
+  struct Piece {
+    std::string text;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+
+  Request(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot);
+  static Entity entity_of(const cache::Meta& m, BodyFilePtr body) {
+    return Entity{m.size,      m.etag,       m.last_modified, m.content_type, m.headers,
+                  m.stored_at, m.generation, std::move(body), nullptr,        nullptr};
+  }
+  void drive();
+  Next recv();
+  Next lookup();
+  Next fill();
+  Next await_head();
+  Next deliver();
+
+  void synth(int status, const std::string& reason, const std::string& body,
+             const std::vector<std::pair<std::string, std::string>>& extra = {});
+  void synth_upstream_error(const s3::Error& e);
+  void add_entity_headers(bool with_length_and_type);
+  void pump();
+  static void on_chunk_sent(evhttp_connection* conn, void* arg);
+  static void on_close(evhttp_connection* conn, void* arg);
+  void park_on_head();
+  std::function<void()> resume(void (Request::*step)());
+  bool refill(std::uint64_t pos);
+  void finish(int status);
+  void abort_connection();
+  evhttp_request* take_request();  // for the one final reply call
+  bool serve_stale_on_error();
+  void remember_hot(const cache::Meta& meta, std::uint64_t epoch);
+
+  evhttp_request* req_;
+  Services& svc_;
+  EventLoop& loop_;
+  HotCache& hot_;
+  std::shared_ptr<Request> self_;  // alive until the reply ended or the client went away
+  Step step_ = Step::kRecv;
+  bool head_only_ = false;
+  bool closed_ = false;   // the client connection is gone
+  bool started_ = false;  // a reply has been started (status line sent)
+  bool finished_ = false;
+  Outcome outcome_ = Outcome::kError;
+  std::chrono::steady_clock::time_point t0_;
+
+  std::string target_uri_;
+  std::string host_;
+  Target target_;
+  std::string cache_key_;
+  const conf::Upstream* upstream_ = nullptr;
+  std::optional<std::vector<RangeSpec>> ranges_;
+  std::string range_header_;
+  Conditions conditions_;
+
+  std::optional<cache::Meta> stale_;    // complete but stale entry, kept for revalidation/grace
+  std::optional<cache::Meta> partial_;  // fresh entry with chunks missing
+  FillPtr fill_;
+  bool joined_ = false;
+  bool joined_done_ = false;  // the joined fill had already ended
+  int lookups_ = 0;
+
+  Entity entity_;
+  std::vector<Piece> pieces_;
+  std::size_t piece_ = 0;
+  std::uint64_t piece_done_ = 0;
+  std::uint64_t body_bytes_ = 0;
+  int status_ = 0;
+};
+
+}  // namespace proxy

@@ -1,0 +1,49 @@
+// Maps a request's Host and path to an object of a configured bucket, and rejects hostile paths.
+// Pure. Only configured routes are reachable: tusk is never an open proxy. The path is
+// percent-decoded once; '.'/'..' segments (raw or encoded), NUL and other control bytes,
+// backslashes and malformed escapes are refused before any lookup.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conf/config.h"
+#include "conf/result.h"
+
+namespace proxy {
+
+struct Target {
+  const conf::Route* route = nullptr;  // points into the Router's config
+  std::string upstream;
+  std::string bucket;
+  std::string key;  // decoded object key
+};
+
+enum class RouteErrc { kBadPath, kNotFound };
+struct RouteError {
+  RouteErrc code;
+  std::string message;
+};
+
+// Decodes %XX escapes; fails on malformed escapes. '+' stays '+' (paths are not forms).
+conf::Result<std::string, std::string> percent_decode(std::string_view s);
+
+// Checks a decoded path: must start with '/', no NUL/control bytes, no backslash, no '.' or
+// '..' segment. Returns an explanation on failure.
+conf::Result<void, std::string> check_path(std::string_view decoded);
+
+class Router {
+ public:
+  // `routes` must outlive the Router (it keeps pointers into it).
+  explicit Router(const std::vector<conf::Route>& routes);
+
+  // `host` is the Host header (port ignored, case-insensitive); `target` the request-target
+  // (path with optional query; the query is ignored: S3 sub-resources are never forwarded).
+  conf::Result<Target, RouteError> route(std::string_view host, std::string_view target) const;
+
+ private:
+  const std::vector<conf::Route>& routes_;
+};
+
+}  // namespace proxy
