@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <ctime>
 #include <limits>
 #include <list>
 
@@ -1132,7 +1133,7 @@ FillTable::~FillTable() {
   runners_.clear();
 }
 
-FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, const FillSeed& seed,
+FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, FillSeed seed,
                            std::uint64_t first_byte, bool* joined) {
   std::lock_guard lock(mu_);
   if (auto it = fills_.find(cache_key); it != fills_.end()) {
@@ -1141,6 +1142,22 @@ FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, c
     return it->second;
   }
   *joined = false;
+  if (seed.recheck) {
+    auto now_meta = store_.lookup(cache_key);
+    const std::int64_t now = std::time(nullptr);
+    const bool fresh = now_meta && (now_meta->flags & cache::Meta::kFlagNoCache) == 0 &&
+                       now < now_meta->expires_at;
+    seed.stale.reset();
+    seed.partial.reset();
+    if (now_meta && now_meta->complete()) {
+      if (fresh) {
+        return nullptr;
+      }
+      seed.stale = std::move(now_meta);
+    } else if (now_meta && fresh) {
+      seed.partial = std::move(now_meta);
+    }
+  }
   FillPtr fill(new Fill(cache_key));
   auto client_it = clients_.find(target.upstream);
   if (client_it == clients_.end()) {

@@ -128,6 +128,9 @@ struct FillSeed {
   std::optional<cache::Meta> stale;
   // A fresh entry with missing chunks: fetch only those, into the same generation.
   std::optional<cache::Meta> partial;
+  // Re-read the index when starting a fill (see FillTable::acquire). Off only when the caller
+  // found a complete record it could not open and wants a new generation regardless.
+  bool recheck = true;
 };
 
 class FillTable {
@@ -139,7 +142,13 @@ class FillTable {
 
   // Returns the object's in-flight fill, or starts one from `seed`. `first_byte` is where the
   // asking client starts reading (the first chunk fetched). `joined` tells which. Any thread.
-  FillPtr acquire(const std::string& cache_key, const Target& target, const FillSeed& seed,
+  //
+  // The caller's seed was read from the index before this call; a fill may have ended (and
+  // marked its chunks) since. So when no fill is in flight, the record is read again under the
+  // table's lock, where it is final: a fill leaves the table only after its last mark. A
+  // record that is now complete and fresh returns nullptr (look again: it is a hit); otherwise
+  // the new fill starts from the record as it is now, never refetching chunks already there.
+  FillPtr acquire(const std::string& cache_key, const Target& target, FillSeed seed,
                   std::uint64_t first_byte, bool* joined);
 
   std::size_t active() const;

@@ -239,7 +239,15 @@ Request::Next Request::fill() {
       first_byte = std::numeric_limits<std::uint64_t>::max();
     }
   }
-  fill_ = svc_.fills.acquire(cache_key_, target_, seed, first_byte, &joined_);
+  // After three lookups found a complete record whose body would not open, fill a new
+  // generation whatever the index says.
+  seed.recheck = lookups_ < 3;
+  fill_ = svc_.fills.acquire(cache_key_, target_, std::move(seed), first_byte, &joined_);
+  if (!fill_) {
+    // A fill ended between our lookup and now: the entry is complete and fresh. Serve it.
+    step_ = Step::kLookup;
+    return Next::kContinue;
+  }
   if (joined_) {
     // A fill whose every byte is already on disk (only its bookkeeping is still running)
     // serves this request exactly as a hit would.
@@ -544,7 +552,12 @@ bool Request::refill(std::uint64_t pos) {
   FillSeed seed;
   seed.partial = std::move(meta);
   bool joined = false;
-  entity_.fill = svc_.fills.acquire(cache_key_, target_, seed, pos, &joined);
+  entity_.fill = svc_.fills.acquire(cache_key_, target_, std::move(seed), pos, &joined);
+  if (!entity_.fill) {
+    // A fill completed the entry since our lookup: every byte is on disk, if it is still ours.
+    auto now_meta = svc_.store.lookup(cache_key_);
+    return now_meta && now_meta->generation == entity_.generation && now_meta->complete();
+  }
   for (std::size_t i = piece_; i < pieces_.size(); ++i) {
     if (pieces_[i].length > 0) {
       entity_.fill->want(pieces_[i].offset, pieces_[i].offset + pieces_[i].length - 1);

@@ -20,6 +20,15 @@ import harness  # noqa: E402
 from relay import Relay  # noqa: E402
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item, so fixtures can tell at teardown whether the
+    test failed (make_tuskd then prints the daemons' logs: a CI failure explains itself)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
 @pytest.fixture(scope="session")
 def rgw(tmp_path_factory) -> harness.Rgw:
     """The radosgw of this session. With TUSK_RGW_ENV=/path/to/env (written by
@@ -78,7 +87,7 @@ def bucket(rgw, request):
 
 
 @pytest.fixture
-def make_tuskd(tuskd_bin, rgw, tmp):
+def make_tuskd(tuskd_bin, rgw, tmp, request):
     """Factory: make_tuskd(bucket=None, *, config=None, endpoint=None, user='tusk', routes=None,
     upstream=None, start=True, wait='readyz', name=None, extra_args=(), env=None, **sections)
     -> harness.Tuskd.
@@ -129,9 +138,15 @@ def make_tuskd(tuskd_bin, rgw, tmp):
 
     yield make
     problems = []
+    rep = getattr(request.node, "rep_call", None)
+    failed = rep is not None and rep.failed
     for t in started:
         rc = t.stop()
         log = t.log()
+        if failed:
+            tail = log.splitlines()[-60:]
+            print(f"\n---- last {len(tail)} lines of {t.log_path} ----", file=sys.stderr)
+            print("\n".join(tail), file=sys.stderr)
         # A clean SIGTERM exits 0; -9 only when the test itself killed it. Sanitizer reports
         # (ASan, UBSan, LSan, TSan) in the daemon's log fail the test that produced them.
         if rc not in (None, 0, -9, getattr(t, "expected_rc", 0)):
