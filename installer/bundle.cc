@@ -299,13 +299,15 @@ class Gzipper {
   std::string out_;
 };
 
+// The tar stream of the bundle's one member, hashed (the manifest's <digest>) and passed on to
+// the gzip stage; with no next stage only hashed (tar_digest()).
 class TarStage {
  public:
-  explicit TarStage(Gzipper& next) : next_(next), sha1_(Digest::Algo::kSha1) {}
+  explicit TarStage(Gzipper* next) : next_(next), sha1_(Digest::Algo::kSha1) {}
   Result<void> write(const char* p, std::size_t n) {
     sha1_.update(p, n);
     written_ += n;
-    return next_.write(p, n);
+    return next_ ? next_->write(p, n) : Result<void>{};
   }
   // Pads the member to a block, writes the two zero end blocks, pads to a full record.
   Result<void> finish() {
@@ -316,15 +318,53 @@ class TarStage {
     if (auto r = write(zeros.data(), zeros.size()); !r) {
       return r;
     }
-    return next_.finish();
+    return next_ ? next_->finish() : Result<void>{};
   }
   std::string digest() { return sha1_.final_hex(); }
 
  private:
-  Gzipper& next_;
+  Gzipper* next_;
   Digest sha1_;
   std::uint64_t written_ = 0;
 };
+
+// Streams the tar of one member (header, the file's bytes, padding, end blocks) into `tar`.
+Result<void> write_tar(TarStage& tar, int fd, const std::string& path, const std::string& name,
+                       const struct stat& st, const ProgressFn& progress) {
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  std::string header = tar_member_header(name, size, st.st_mtime);
+  if (auto r = tar.write(header.data(), header.size()); !r) {
+    return r;
+  }
+  std::string buf(kReadBlock, '\0');
+  std::uint64_t done = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail(Errc::kIo, "read " + path + ": " + errno_text());
+    }
+    if (n == 0) {
+      break;
+    }
+    if (done + static_cast<std::uint64_t>(n) > size) {
+      return fail(Errc::kIo, path + " grew while it was being bundled");
+    }
+    if (auto r = tar.write(buf.data(), static_cast<std::size_t>(n)); !r) {
+      return r;
+    }
+    done += static_cast<std::uint64_t>(n);
+    if (progress) {
+      progress(done, size);
+    }
+  }
+  if (done != size) {
+    return fail(Errc::kIo, path + " shrank while it was being bundled");
+  }
+  return tar.finish();
+}
 
 Result<std::string> rsa_hex(const Key* key, std::string_view plain) {
   if (key == nullptr) {
@@ -375,40 +415,9 @@ Result<Bundle> bundle_image(const BundleOptions& opt) {
   if (auto r = gz.init(); !r) {
     return conf::unexpected(r.error());
   }
-  TarStage tar(gz);
+  TarStage tar(&gz);
 
-  std::string header = tar_member_header(opt.prefix, size, st.st_mtime);
-  if (auto r = tar.write(header.data(), header.size()); !r) {
-    return conf::unexpected(r.error());
-  }
-  std::string buf(kReadBlock, '\0');
-  std::uint64_t done = 0;
-  for (;;) {
-    ssize_t n = ::read(in.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Errc::kIo, "read " + opt.image_path + ": " + errno_text());
-    }
-    if (n == 0) {
-      break;
-    }
-    if (done + static_cast<std::uint64_t>(n) > size) {
-      return fail(Errc::kIo, opt.image_path + " grew while it was being bundled");
-    }
-    if (auto r = tar.write(buf.data(), static_cast<std::size_t>(n)); !r) {
-      return conf::unexpected(r.error());
-    }
-    done += static_cast<std::uint64_t>(n);
-    if (opt.progress) {
-      opt.progress(done, size);
-    }
-  }
-  if (done != size) {
-    return fail(Errc::kIo, opt.image_path + " shrank while it was being bundled");
-  }
-  if (auto r = tar.finish(); !r) {
+  if (auto r = write_tar(tar, in.get(), opt.image_path, opt.prefix, st, opt.progress); !r) {
     return conf::unexpected(r.error());
   }
 
@@ -897,5 +906,22 @@ Result<Unbundled> unbundle_unchecked(const UnbundleOptions& opt, Manifest* seen)
 }
 
 }  // namespace
+
+Result<TarDigest> tar_digest(const std::string& image_path, const std::string& prefix) {
+  Fd in(::open(image_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) {
+    return fail(Errc::kIo, "open " + image_path + ": " + errno_text());
+  }
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return fail(Errc::kIo, image_path + ": not a regular file");
+  }
+  ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  TarStage tar(nullptr);
+  if (auto r = write_tar(tar, in.get(), image_path, prefix, st, nullptr); !r) {
+    return conf::unexpected(r.error());
+  }
+  return TarDigest{tar.digest(), static_cast<std::uint64_t>(st.st_size)};
+}
 
 }  // namespace installer

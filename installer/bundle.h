@@ -61,6 +61,15 @@ std::string tar_member_header(const std::string& name, std::uint64_t size, std::
 // part is written (EUSTORE.md §8.12). On error, files already written stay in dest_dir.
 Result<Bundle> bundle_image(const BundleOptions& opt);
 
+// The manifest's <image><digest> and <size> that bundle_image() would write for this file and
+// prefix, computed by hashing the tar stream only (no gzip, no encryption): how an install tells
+// that an image already registered from <prefix>.manifest.xml holds the same bytes.
+struct TarDigest {
+  std::string sha1;  // hex
+  std::uint64_t size = 0;
+};
+Result<TarDigest> tar_digest(const std::string& image_path, const std::string& prefix);
+
 struct UnbundleOptions {
   std::string manifest_path;
   const Key* private_key = nullptr;  // user key (user_encrypted_*) or cloud key (ec2_encrypted_*)

@@ -3,6 +3,7 @@
 // uses the same lowercase host[:port].
 #include "installer/ec2.h"
 
+#include <cctype>
 #include <cstring>
 #include <pugixml.hpp>
 #include <regex>
@@ -106,33 +107,135 @@ bool is_image_id(std::string_view id) {
   return std::regex_match(id.begin(), id.end(), kId);
 }
 
-Result<std::string> parse_register_response(int status, std::string_view body) {
-  pugi::xml_document doc;
-  const bool xml = doc.load_buffer(body.data(), body.size());
-  if (status >= 200 && status < 300) {
-    if (!xml) {
-      return fail(Errc::kFormat,
-                  "RegisterImage: HTTP " + std::to_string(status) + " with a body that is not XML");
-    }
-    std::string id = trimmed(find_local(doc, "imageId").text().get());
-    if (!is_image_id(id)) {
-      return fail(Errc::kFormat, "RegisterImage: no usable <imageId> in the answer (got '" +
-                                     id.substr(0, 40) + "')");
-    }
-    return id;
-  }
+namespace {
+
+// The error of a non-2xx EC2 answer: "<Action>: HTTP <status> <Code>: <Message>", or the status
+// and the start of the body when it carries no EC2 error XML.
+Error ec2_error(std::string_view action, int status, std::string_view body,
+                const pugi::xml_document& doc, bool xml) {
   std::string code = xml ? trimmed(find_local(doc, "Code").text().get()) : "";
   std::string message = xml ? trimmed(find_local(doc, "Message").text().get()) : "";
+  std::string head = std::string(action) + ": HTTP " + std::to_string(status);
   if (code.empty()) {
     std::string start(body.substr(0, 200));
     for (char& c : start) {
       if (c == '\n' || c == '\r') c = ' ';
     }
-    return fail(Errc::kRemote, "RegisterImage: HTTP " + std::to_string(status) +
-                                   (start.empty() ? "" : ": " + start));
+    return Error{Errc::kRemote, head + (start.empty() ? "" : ": " + start)};
   }
-  return fail(Errc::kRemote, "RegisterImage: HTTP " + std::to_string(status) + " " + code +
-                                 (message.empty() ? "" : ": " + message));
+  return Error{Errc::kRemote, head + " " + code + (message.empty() ? "" : ": " + message)};
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
+
+}  // namespace
+
+Result<std::string> parse_register_response(int status, std::string_view body) {
+  pugi::xml_document doc;
+  const bool xml = doc.load_buffer(body.data(), body.size());
+  if (status < 200 || status >= 300) {
+    return conf::unexpected(ec2_error("RegisterImage", status, body, doc, xml));
+  }
+  if (!xml) {
+    return fail(Errc::kFormat,
+                "RegisterImage: HTTP " + std::to_string(status) + " with a body that is not XML");
+  }
+  std::string id = trimmed(find_local(doc, "imageId").text().get());
+  if (!is_image_id(id)) {
+    return fail(Errc::kFormat, "RegisterImage: no usable <imageId> in the answer (got '" +
+                                   id.substr(0, 40) + "')");
+  }
+  return id;
+}
+
+Params describe_params(const Ec2Endpoint& ep, const std::vector<std::string>& ids) {
+  Params out = {{"Action", "DescribeImages"}, {"Version", ep.api_version}};
+  if (ids.empty()) {
+    out.emplace_back("Owner.1", "self");
+  }
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    out.emplace_back("ImageId." + std::to_string(i + 1), ids[i]);
+  }
+  return out;
+}
+
+Result<std::vector<ImageInfo>> parse_describe_response(int status, std::string_view body) {
+  pugi::xml_document doc;
+  const bool xml = doc.load_buffer(body.data(), body.size());
+  if (status < 200 || status >= 300) {
+    return conf::unexpected(ec2_error("DescribeImages", status, body, doc, xml));
+  }
+  if (!xml) {
+    return fail(Errc::kFormat,
+                "DescribeImages: HTTP " + std::to_string(status) + " with a body that is not XML");
+  }
+  pugi::xml_node set = find_local(doc, "imagesSet");
+  if (!set) {
+    return fail(Errc::kFormat, "DescribeImages: no <imagesSet> in the answer");
+  }
+  std::vector<ImageInfo> out;
+  for (pugi::xml_node item = set.first_child(); item; item = item.next_sibling()) {
+    if (item.type() != pugi::node_element || std::strcmp(local(item.name()), "item") != 0) {
+      continue;
+    }
+    // Direct children only: an item's blockDeviceMapping has items of its own.
+    auto child = [&](const char* name) {
+      for (pugi::xml_node c = item.first_child(); c; c = c.next_sibling()) {
+        if (c.type() == pugi::node_element && std::strcmp(local(c.name()), name) == 0) {
+          return trimmed(c.text().get());
+        }
+      }
+      return std::string();
+    };
+    ImageInfo info{child("imageId"), child("imageLocation"), lower(child("imageState")),
+                   child("name"), lower(child("imageType"))};
+    if (is_image_id(info.id)) {
+      out.push_back(std::move(info));
+    }
+  }
+  return out;
+}
+
+bool is_image_not_found(const Error& e) {
+  return e.code == Errc::kRemote && (e.message.find(" InvalidAMIID.") != std::string::npos ||
+                                     e.message.find(" InvalidAKIID.") != std::string::npos ||
+                                     e.message.find(" InvalidARIID.") != std::string::npos);
+}
+
+Result<std::vector<ImageInfo>> describe_images(Http& http, const Ec2Endpoint& ep,
+                                               const std::vector<std::string>& ids) {
+  auto ask = [&](const std::vector<std::string>& which) -> Result<std::vector<ImageInfo>> {
+    SignedPost post = sign_post(ep, describe_params(ep, which), std::time(nullptr));
+    auto r = http.request("POST", post.url, post.headers, post.body);
+    if (!r) {
+      return conf::unexpected(r.error());
+    }
+    return parse_describe_response(r->status, r->body);
+  };
+  auto all = ask(ids);
+  if (all || ids.size() < 2 || !is_image_not_found(all.error())) {
+    if (!all && ids.size() == 1 && is_image_not_found(all.error())) {
+      return std::vector<ImageInfo>{};
+    }
+    return all;
+  }
+  std::vector<ImageInfo> out;
+  for (const auto& id : ids) {
+    auto one = ask({id});
+    if (!one) {
+      if (is_image_not_found(one.error())) {
+        continue;
+      }
+      return one;
+    }
+    out.insert(out.end(), one->begin(), one->end());
+  }
+  return out;
 }
 
 Result<std::string> register_image(Http& http, const Ec2Endpoint& ep, const RegisterParams& p) {

@@ -58,4 +58,33 @@ bool is_image_id(std::string_view id);
 // POSTs and parses. Errors as above, plus kNetwork for transport failures.
 Result<std::string> register_image(Http& http, const Ec2Endpoint& ep, const RegisterParams& p);
 
+// One image as DescribeImages lists it.
+struct ImageInfo {
+  std::string id;
+  std::string location;  // imageLocation: bucket/prefix.manifest.xml
+  std::string state;     // pending | available | failed | deregistered (lowercase)
+  std::string name;
+  std::string type;  // machine | kernel | ramdisk
+};
+
+// DescribeImages of `ids` (ImageId.N), or with no ids the account's own images (Owner.1=self).
+Params describe_params(const Ec2Endpoint& ep, const std::vector<std::string>& ids);
+// imagesSet/item elements, namespace-agnostically; an empty set is an empty vector. Errors as
+// parse_register_response (kRemote carries the EC2 code first: "… InvalidAMIID.NotFound: …").
+Result<std::vector<ImageInfo>> parse_describe_response(int status, std::string_view body);
+
+// True for the error codes that mean "no such image" (AWS answers those for unknown ids where
+// Eucalyptus answers an empty set).
+bool is_image_not_found(const Error& e);
+
+// POSTs and parses. Unknown ids are absent from the result (never an error): AWS refuses the
+// whole request for one unknown id, so on such an answer each id is asked for alone.
+Result<std::vector<ImageInfo>> describe_images(Http& http, const Ec2Endpoint& ep,
+                                               const std::vector<std::string>& ids);
+
+// An image a launch can use: registered and not failed or deregistered.
+inline bool is_usable_state(std::string_view state) {
+  return state == "available" || state == "pending";
+}
+
 }  // namespace installer

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include "installer/catalog.h"
 #include "installer/crypto.h"
 #include "installer/http.h"
+#include "installer/manifest.h"
 #include "installer/progress.h"
 #include "installer/registry.h"
 #include "installer/unpack.h"
@@ -254,10 +256,72 @@ class Installer {
     registry_.emplace(std::move(*reg));
     auto rec = registry_->get(key_);
     TUSK_TRY(rec);
-    if (*rec && (*rec)->state == InstallState::kDone) {
+    if (*rec && (*rec)->state == InstallState::kDone && still_usable(**rec)) {
       return answer_from(**rec);
     }
     return Step::kLock;
+  }
+
+  Result<Http*> http() {
+    if (!http_) {
+      auto h = Http::create();
+      TUSK_TRY(h);
+      http_.emplace(std::move(*h));
+    }
+    return &*http_;
+  }
+
+  // Asks the cloud about recorded ids (§7: reuse only what is still there). Returns the ids of
+  // `ids` that are unusable (deregistered, failed, unknown); none when the cloud cannot be
+  // asked (a warning: the registry is then trusted, as with --trust-registry).
+  std::vector<std::string> unusable(const std::vector<std::string>& ids) {
+    std::vector<std::string> asked;
+    for (const auto& id : ids) {
+      if (!id.empty()) {
+        asked.push_back(id);
+      }
+    }
+    if (asked.empty() || opt_.trust_registry) {
+      return {};
+    }
+    auto h = http();
+    auto images = h ? describe_images(**h, ec2_, asked)
+                    : Result<std::vector<ImageInfo>>(conf::unexpected(h.error()));
+    if (!images) {
+      log("warning: cannot check the recorded images with DescribeImages (" +
+          images.error().message + "); trusting the registry");
+      return {};
+    }
+    std::vector<std::string> gone;
+    for (const auto& id : asked) {
+      auto it = std::find_if(images->begin(), images->end(),
+                             [&](const ImageInfo& i) { return i.id == id; });
+      if (it == images->end() || !is_usable_state(it->state)) {
+        log("Recorded image " + id + " is " +
+            (it == images->end() ? std::string("no longer known to the cloud")
+                                 : "in state '" + it->state + "'") +
+            ": it will not be reused");
+        gone.push_back(id);
+      }
+    }
+    return gone;
+  }
+
+  // A finished record answers only while its images are usable. When they are not, the ones
+  // that still are (kernel, ramdisk) are kept for the reinstall.
+  bool still_usable(const InstallRecord& r) {
+    if (checked_emi_ == r.emi && !r.emi.empty()) {
+      return checked_usable_;  // asked already in this run (lookup, then again under the lock)
+    }
+    const auto gone = unusable({r.eki, r.eri, r.emi});
+    auto kept = [&](const std::string& id) {
+      return std::find(gone.begin(), gone.end(), id) == gone.end() ? id : std::string();
+    };
+    checked_emi_ = r.emi;
+    checked_usable_ = gone.empty();
+    usable_eki_ = kept(r.eki);
+    usable_eri_ = kept(r.eri);
+    return checked_usable_;
   }
 
   Step answer_from(const InstallRecord& r) {
@@ -286,7 +350,7 @@ class Installer {
     TUSK_TRY(rec);
     if (*rec) {
       InstallRecord& old = **rec;
-      if (old.state == InstallState::kDone) {
+      if (old.state == InstallState::kDone && still_usable(old)) {
         return answer_from(old);
       }
       if (old.state == InstallState::kInProgress && old.pid != ::getpid() &&
@@ -296,8 +360,13 @@ class Installer {
                                      ", which holds no lock here (registry on a shared file "
                                      "system?); try again when it has finished");
       }
-      log(std::string("Cleaning up an interrupted install of ") + image_ + " (" +
-          install_state_name(old.state) + ", pid " + std::to_string(old.pid) + ")");
+      if (old.state == InstallState::kDone) {
+        log("Installing image " + image_ + " again: its recorded machine image is gone");
+      } else {
+        log(std::string("Cleaning up an interrupted install of ") + image_ + " (" +
+            install_state_name(old.state) + ", pid " + std::to_string(old.pid) + ")");
+      }
+      remove_stale_work_dir(old.work_dir);
       if (!old.pending_keys.empty()) {
         S3Target t = s3_;
         t.bucket = old.bucket.empty() ? s3_.bucket : old.bucket;
@@ -310,10 +379,16 @@ class Installer {
               t.bucket);
         }
       }
-      rec_.eki = old.eki;
-      rec_.eri = old.eri;
+      if (old.state == InstallState::kDone) {
+        rec_.eki = usable_eki_;
+        rec_.eri = usable_eri_;
+      } else {
+        const auto gone = unusable({old.eki, old.eri});
+        rec_.eki = std::find(gone.begin(), gone.end(), old.eki) == gone.end() ? old.eki : "";
+        rec_.eri = std::find(gone.begin(), gone.end(), old.eri) == gone.end() ? old.eri : "";
+      }
       if (!rec_.eki.empty() || !rec_.eri.empty()) {
-        log("Reusing what the interrupted install registered:" +
+        log("Reusing what the earlier install registered:" +
             (rec_.eki.empty() ? std::string() : " kernel " + rec_.eki) +
             (rec_.eri.empty() ? std::string() : " ramdisk " + rec_.eri));
       }
@@ -332,11 +407,32 @@ class Installer {
     TUSK_TRY(work_.create(opt_.work_dir, opt_.keep_work_dir));
     if (opt_.keep_work_dir) {
       log("Work folder (kept): " + work_.path());
+    } else {
+      rec_.work_dir = work_.path();  // a crash leaves it: the next attempt removes it
+      TUSK_TRY(registry_->put(key_, rec_));
     }
-    auto http = Http::create();
-    TUSK_TRY(http);
-    http_.emplace(std::move(*http));
+    TUSK_TRY(http());
     return opt_.image_name.empty() ? Step::kUnpack : Step::kCatalog;
+  }
+
+  // A crashed install's work folder (downloaded tarball, extracted images, parts: gigabytes).
+  // Only a folder this program made is removed: one named tusk-install-XXXXXX.
+  void remove_stale_work_dir(const std::string& dir) {
+    if (dir.empty() || fs::path(dir).filename().string().rfind("tusk-install-", 0) != 0) {
+      return;
+    }
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) {
+      return;
+    }
+    const auto removed = fs::remove_all(dir, ec);
+    if (ec) {
+      log("warning: could not remove the interrupted install's work folder " + dir + ": " +
+          ec.message());
+    } else {
+      log("Removed the interrupted install's work folder " + dir + " (" + std::to_string(removed) +
+          " files)");
+    }
   }
 
   Result<Step> catalog() {
@@ -490,8 +586,15 @@ class Installer {
     if (member == nullptr) {
       return next;  // no ramdisk in this tarball (noted at unpack)
     }
+    std::string prefix = name_ + suffix;
+    auto existing = find_registered(type, *member, prefix);
+    TUSK_TRY(existing);
+    if (!existing->empty()) {
+      *id = *existing;
+      TUSK_TRY(record_id(type, *id));
+      return next;
+    }
     log(std::string("Bundling ") + what + ": " + member->path);
-    const std::string prefix = name_ + suffix;
     const std::string dir = work_.path() + "/bundle-" + what;
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -543,27 +646,143 @@ class Installer {
       rp.ramdisk_id = ramdisk_id_;
     }
     auto registered = register_image(*http_, ec2_, rp);
+    if (!registered &&
+        registered.error().message.find(" InvalidAMIName.Duplicate") != std::string::npos) {
+      // Someone took the Name since we listed the images: keep the upload, pad the Name.
+      rp.name = padded(prefix);
+      log("The name " + prefix + " is taken: registering as " + rp.name);
+      registered = register_image(*http_, ec2_, rp);
+    }
     TUSK_TRY(registered);
     *id = *registered;
     log(std::string("Registered ") + what + " image " + *id);
+    TUSK_TRY(record_id(type, *id));
+    return next;
+  }
+
+  // Records a registered (or reused) id: a resumed install never registers it again.
+  Result<void> record_id(ImageType type, const std::string& id) {
     switch (type) {
       case ImageType::kKernel:
-        rec_.eki = *id;
+        rec_.eki = id;
         break;
       case ImageType::kRamdisk:
-        rec_.eri = *id;
+        rec_.eri = id;
         break;
       case ImageType::kMachine:
-        rec_.emi = *id;
+        rec_.emi = id;
         break;
     }
     rec_.pending_keys.clear();
-    TUSK_TRY(registry_->put(key_, rec_));
-    return next;
+    return registry_->put(key_, rec_);
+  }
+
+  // "eustore-<stem>…" → "eustore-<8 hex>-<stem>…", one random pad per install (euca2ools 3
+  // --pad-name).
+  std::string padded(const std::string& prefix) {
+    if (pad_.empty()) {
+      auto bytes = random_bytes(4);
+      pad_ = bytes ? to_hex(*bytes) : std::to_string(::getpid());
+    }
+    const std::string stem = "eustore-";
+    if (prefix.rfind(stem, 0) == 0) {
+      return stem + pad_ + "-" + prefix.substr(stem.size());
+    }
+    return pad_ + "-" + prefix;
+  }
+
+  // EUSTORE.md §8.16: an image of this account registered from our manifest location is
+  // reused when its manifest says it holds the same bytes; when the location or the Name is
+  // taken otherwise, `prefix` becomes a padded one (nothing registered is ever overwritten).
+  // Returns the reused id, or "" to bundle. Listing failures only disable the search.
+  Result<std::string> find_registered(ImageType type, const Member& member, std::string& prefix) {
+    const char* what = image_type_name(type);
+    if (!own_listed_) {
+      own_listed_ = true;
+      auto h = http();
+      TUSK_TRY(h);
+      auto list = describe_images(**h, ec2_, {});
+      if (!list) {
+        log("warning: cannot list this account's images (" + list.error().message +
+            "): not looking for earlier registrations");
+      } else {
+        own_ = std::move(*list);
+      }
+    }
+    auto strip = [](std::string_view l) { return l.substr(l.find_first_not_of('/')); };
+    const std::string location = s3_.bucket + "/" + prefix + ".manifest.xml";
+    const ImageInfo* at = nullptr;
+    const ImageInfo* named = nullptr;
+    for (const auto& i : own_) {
+      if (i.state == "deregistered" || i.location.empty()) {
+        continue;
+      }
+      if (strip(i.location) == location) {
+        at = &i;
+      }
+      if (i.name == prefix) {
+        named = &i;
+      }
+    }
+    if (at == nullptr && named == nullptr) {
+      return std::string();
+    }
+    std::string why;
+    if (at != nullptr && is_usable_state(at->state)) {
+      auto same = same_content(type, member, prefix);
+      TUSK_TRY(same);
+      if (same->empty()) {
+        log(std::string("Found ") + what + " image " + at->id + " registered from " + location +
+            " with the same content: reusing it");
+        return at->id;
+      }
+      why = *same;
+    } else if (at != nullptr) {
+      why = "it is in state '" + at->state + "'";
+    }
+    const ImageInfo* taker = at != nullptr ? at : named;
+    prefix = padded(prefix);
+    log(std::string(at != nullptr ? "The manifest location " + location
+                                  : "The name " + taker->name) +
+        " is taken by " + taker->id + (why.empty() ? "" : " (" + why + ")") +
+        ": registering this " + what + " as " + prefix);
+    return std::string();
+  }
+
+  // "" when the manifest at <bucket>/<prefix>.manifest.xml describes exactly the bundle we would
+  // make of `member` (tar digest, size, and the kernel/ramdisk it boots with); else the reason.
+  Result<std::string> same_content(ImageType type, const Member& member,
+                                   const std::string& prefix) {
+    auto text = get_object(s3_, prefix + ".manifest.xml");
+    if (!text) {
+      return "its manifest cannot be read: " + text.error().message;
+    }
+    if (!*text) {
+      return std::string("its manifest is gone");
+    }
+    auto parsed = parse_manifest(**text);
+    if (!parsed) {
+      return "its manifest is not valid: " + parsed.error().message;
+    }
+    const Manifest& m = parsed->manifest;
+    auto ours = tar_digest(member.file, prefix);
+    TUSK_TRY(ours);
+    if (m.digest_sha1 != ours->sha1 || m.size != ours->size) {
+      return std::string("other content");
+    }
+    const bool boots_same = type == ImageType::kKernel ? m.kernel_id == "true"
+                            : type == ImageType::kRamdisk
+                                ? m.ramdisk_id == "true"
+                                : m.kernel_id == kernel_id_ && m.ramdisk_id == ramdisk_id_;
+    if (!boots_same) {
+      return std::string("another kernel or ramdisk");
+    }
+    return std::string();
   }
 
   Result<Step> commit() {
     rec_.state = InstallState::kDone;
+    rec_.work_dir.clear();
     rec_.finished = std::time(nullptr);
     rec_.eki = kernel_id_;
     rec_.eri = ramdisk_id_;
@@ -592,6 +811,7 @@ class Installer {
       }
     }
     rec_.state = InstallState::kFailed;
+    rec_.work_dir.clear();  // the WorkDir removes it on the way out
     rec_.finished = std::time(nullptr);
     if (auto p = registry_->put(key_, rec_); !p) {
       log("warning: " + p.error().message);
@@ -616,6 +836,13 @@ class Installer {
   std::optional<Key> cloud_cert_, user_cert_, private_key_;
   std::string kernel_id_, ramdisk_id_, machine_id_;
   InstallResult result_;
+  // The DescribeImages check of a finished record (asked once per run).
+  std::string checked_emi_, usable_eki_, usable_eri_;
+  bool checked_usable_ = false;
+  // This account's images (§8.16), listed once before the first bundle.
+  bool own_listed_ = false;
+  std::vector<ImageInfo> own_;
+  std::string pad_;
 };
 
 }  // namespace

@@ -31,6 +31,7 @@ struct InstallOptions {
   std::string acl = "aws-exec-read";
   std::string registry_dir;
   bool keep_work_dir = false;
+  bool trust_registry = false;  // skip the DescribeImages check of recorded ids
   CloudCredentials creds;
   conf::Signature s3_signature = conf::Signature::kV2;
   std::string s3_region = "eucalyptus";
@@ -49,6 +50,13 @@ struct InstallResult {
   bool from_registry = false;  // answered from the registry, nothing transferred
 };
 
+// Recorded ids are checked with DescribeImages before they are answered or reused: a
+// deregistered image is installed again (its still usable kernel/ramdisk are kept). Before an
+// image is bundled, the account's images are searched for one registered from the same
+// ImageLocation (EUSTORE.md §8.16); when its manifest says it holds the same bytes (tar digest
+// and size) it is reused, when it holds others, or its Name is taken, the new one is registered
+// under a padded name ("eustore-<8 hex>-…", euca2ools' --pad-name) so nothing is overwritten.
+//
 // Errors carry the step that failed in their message. On failure nothing half-done is left
 // registered as done: uploaded objects of unregistered images are deleted (best effort) and the
 // registry record says "failed" (the next attempt reuses already registered kernel/ramdisk ids).

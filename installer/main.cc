@@ -345,6 +345,9 @@ int run(int argc, char** argv) {
   inst->add_option("--region", ia.region, "SigV4 region (default: eucalyptus)");
   inst->add_flag("--no-progress", ia.no_progress, "no progress display");
   inst->add_flag("--keep-work-dir", ia.opt.keep_work_dir, "keep the work folder");
+  inst->add_flag("--trust-registry", ia.opt.trust_registry,
+                 "answer from the registry without checking with DescribeImages that the "
+                 "recorded images still exist");
   add_cred_options(inst, ia.creds, true);
 
   BundleArgs ba;

@@ -55,6 +55,7 @@ std::string encode_record(const InstallRecord& r) {
   j["guid"] = r.guid;
   j["source"] = r.source;
   j["bucket"] = r.bucket;
+  j["work_dir"] = r.work_dir;
   j["eki"] = r.eki;
   j["eri"] = r.eri;
   j["emi"] = r.emi;
@@ -81,6 +82,7 @@ std::optional<InstallRecord> decode_record(std::string_view data) {
     r.guid = j.value("guid", "");
     r.source = j.value("source", "");
     r.bucket = j.value("bucket", "");
+    r.work_dir = j.value("work_dir", "");
     r.eki = j.value("eki", "");
     r.eri = j.value("eri", "");
     r.emi = j.value("emi", "");

@@ -31,6 +31,7 @@ struct InstallRecord {
   std::string guid;    // site
   std::string source;  // catalog URL or tarball path, informational
   std::string bucket;
+  std::string work_dir;       // the owner's temporary folder (removed when a crash is cleaned up)
   std::string eki, eri, emi;  // registered ids ("" until registered)
   // Objects uploaded (or being uploaded) for images not yet registered; deleted on cleanup.
   std::vector<std::string> pending_keys;

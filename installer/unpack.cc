@@ -141,6 +141,15 @@ Result<std::vector<Member>> extract_tarball(const std::string& tarball, const st
     if (::ftruncate(fd, static_cast<off_t>(m.size)) != 0) {
       return fail(Errc::kIo, "truncate " + m.file + ": " + std::strerror(errno));
     }
+    // The member's mtime, as tar -x keeps it: the bundle's tar header carries it, so the same
+    // tarball always bundles to the same <digest> (how a reinstall recognises its own images).
+    if (archive_entry_mtime_is_set(entry)) {
+      const timespec times[2] = {{0, UTIME_OMIT},
+                                 {archive_entry_mtime(entry), archive_entry_mtime_nsec(entry)}};
+      if (::futimens(fd, times) != 0) {
+        return fail(Errc::kIo, "set the time of " + m.file + ": " + std::strerror(errno));
+      }
+    }
     members.push_back(std::move(m));
   }
   return members;

@@ -102,6 +102,21 @@ Result<std::string> upload_bundle(const S3Target& t, const Bundle& b, const LogF
   return location;
 }
 
+Result<std::optional<std::string>> get_object(const S3Target& t, const std::string& key) {
+  s3::Request req;
+  req.method = s3::Method::kGet;
+  req.bucket = t.bucket;
+  req.key = key;
+  auto r = s3::Client::perform(t.upstream, req);
+  if (!r) {
+    if (r.error().code == s3::Errc::kNotFound) {
+      return std::optional<std::string>();
+    }
+    return conf::unexpected(s3_error("GET " + t.bucket + "/" + key, r.error()));
+  }
+  return std::optional<std::string>(std::move(r->body));
+}
+
 Result<void> delete_objects(Http& http, const S3Target& t, const std::vector<std::string>& keys) {
   const s3::UrlParts ep = s3::split_url(t.upstream.endpoint);
   const s3::Credentials creds{t.upstream.access_key, t.upstream.secret_key};

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ std::vector<std::string> bundle_keys(const Bundle& b);
 
 // Uploads parts then manifest. Returns the ImageLocation "<bucket>/<prefix>.manifest.xml".
 Result<std::string> upload_bundle(const S3Target& t, const Bundle& b, const LogFn& log);
+
+// GETs a small object (a manifest): its body, or nullopt when it does not exist (404).
+Result<std::optional<std::string>> get_object(const S3Target& t, const std::string& key);
 
 // DELETE each key (404 counts as deleted). Signs itself (s3::sign_request has no DELETE);
 // uses `http`. Errors stop at the first failure.

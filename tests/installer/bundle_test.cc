@@ -140,6 +140,21 @@ TEST_F(BundleTest, SmallImageRoundTripAndManifestShape) {
   EXPECT_TRUE(user_cert_->verify_sha1(signed_text(m), from_hex(m.signature).value()));
 }
 
+TEST_F(BundleTest, TarDigestIsTheManifestDigestWithoutBundling) {
+  for (const auto& data : {std::string(), random_data(700 * 1024 + 3, 5)}) {
+    spit(dir_ / "image.img", data);
+    auto b = bundle_image(options(dir_ / "image.img", "eustore-x"));
+    ASSERT_TRUE(b) << b.error().message;
+    auto d = tar_digest((dir_ / "image.img").string(), "eustore-x");
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->sha1, b->manifest.digest_sha1);
+    EXPECT_EQ(d->size, data.size());
+    // Another member name is another tar stream.
+    EXPECT_NE(tar_digest((dir_ / "image.img").string(), "eustore-y")->sha1, d->sha1);
+  }
+  EXPECT_FALSE(tar_digest((dir_ / "missing.img").string(), "x"));
+}
+
 TEST_F(BundleTest, EmptyImage) {
   round_trip("");
   EXPECT_EQ(last_.manifest.size, 0u);

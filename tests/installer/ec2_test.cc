@@ -118,5 +118,66 @@ TEST(Ec2, ImageIds) {
   EXPECT_FALSE(is_image_id("emi-1234567g"));
 }
 
+TEST(Ec2, DescribeParams) {
+  Ec2Endpoint ep;
+  const Params own = describe_params(ep, {});
+  EXPECT_EQ(own,
+            (Params{{"Action", "DescribeImages"}, {"Version", "2013-02-01"}, {"Owner.1", "self"}}));
+  const Params ids = describe_params(ep, {"eki-0A1B2C3D", "emi-1A2B3C4D"});
+  EXPECT_EQ(ids, (Params{{"Action", "DescribeImages"},
+                         {"Version", "2013-02-01"},
+                         {"ImageId.1", "eki-0A1B2C3D"},
+                         {"ImageId.2", "emi-1A2B3C4D"}}));
+}
+
+TEST(Ec2, ParseDescribeResponse) {
+  // Namespaced, two images, a nested blockDeviceMapping item that is not an image, an item
+  // without a usable id (dropped), states and types lowercased.
+  const std::string body =
+      "<DescribeImagesResponse xmlns=\"http://ec2.amazonaws.com/doc/2013-02-01/\">"
+      "<requestId>r</requestId><imagesSet>"
+      "<item><imageId>emi-1A2B3C4D</imageId><imageLocation>b/eustore-x.manifest.xml"
+      "</imageLocation><imageState>Available</imageState><imageType>machine</imageType>"
+      "<name>eustore-x</name><blockDeviceMapping><item><deviceName>/dev/sda1</deviceName>"
+      "<imageId>emi-FFFFFFFF</imageId></item></blockDeviceMapping></item>"
+      "<item><imageId> eki-0A1B2C3D </imageId><imageLocation>/b/k.manifest.xml</imageLocation>"
+      "<imageState>deregistered</imageState><imageType>KERNEL</imageType></item>"
+      "<item><imageId>bogus</imageId></item>"
+      "</imagesSet></DescribeImagesResponse>";
+  auto r = parse_describe_response(200, body);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].id, "emi-1A2B3C4D");
+  EXPECT_EQ((*r)[0].location, "b/eustore-x.manifest.xml");
+  EXPECT_EQ((*r)[0].state, "available");
+  EXPECT_EQ((*r)[0].name, "eustore-x");
+  EXPECT_EQ((*r)[1].id, "eki-0A1B2C3D");
+  EXPECT_EQ((*r)[1].state, "deregistered");
+  EXPECT_EQ((*r)[1].type, "kernel");
+  EXPECT_TRUE(is_usable_state((*r)[0].state));
+  EXPECT_FALSE(is_usable_state((*r)[1].state));
+
+  auto empty = parse_describe_response(200,
+                                       "<DescribeImagesResponse><imagesSet/>"
+                                       "</DescribeImagesResponse>");
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+  auto no_set = parse_describe_response(200, "<DescribeImagesResponse/>");
+  ASSERT_FALSE(no_set);
+  EXPECT_EQ(no_set.error().code, Errc::kFormat);
+
+  auto missing = parse_describe_response(
+      400,
+      "<Response><Errors><Error><Code>InvalidAMIID.NotFound</Code><Message>The image id "
+      "'[emi-12345678]' does not exist</Message></Error></Errors></Response>");
+  ASSERT_FALSE(missing);
+  EXPECT_TRUE(is_image_not_found(missing.error())) << missing.error().message;
+  auto denied = parse_describe_response(
+      403, "<Response><Errors><Error><Code>AuthFailure</Code></Error></Errors></Response>");
+  ASSERT_FALSE(denied);
+  EXPECT_FALSE(is_image_not_found(denied.error()));
+  EXPECT_NE(denied.error().message.find("DescribeImages: HTTP 403 AuthFailure"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace installer

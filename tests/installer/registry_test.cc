@@ -39,8 +39,14 @@ TEST_F(RegistryTest, RecordRoundTripAndVersioning) {
   r.guid = "site";
   r.eki = "eki-11111111";
   r.pending_keys = {"a.part.00", "a.manifest.xml"};
+  r.work_dir = "/var/tmp/tusk-install-abc123";
   auto back = decode_record(encode_record(r));
   ASSERT_TRUE(back);
+  EXPECT_EQ(back->work_dir, r.work_dir);
+  // A record written before work_dir existed still reads (the field is empty).
+  auto old = decode_record("{\"v\":1,\"state\":\"failed\",\"pid\":1}");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->work_dir, "");
   EXPECT_EQ(back->state, InstallState::kDone);
   EXPECT_EQ(back->eki, "eki-11111111");
   EXPECT_EQ(back->pending_keys, r.pending_keys);

@@ -5,6 +5,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -117,6 +118,7 @@ TEST(Unpack, ExtractRefusesTraversalAndSkipsSymlinks) {
       archive_entry_set_filetype(e, AE_IFREG);
       archive_entry_set_perm(e, 0644);
       archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
+      archive_entry_set_mtime(e, 1300000000, 0);
       archive_write_header(a, e);
       archive_write_data(a, data.data(), data.size());
       archive_entry_free(e);
@@ -130,6 +132,10 @@ TEST(Unpack, ExtractRefusesTraversalAndSkipsSymlinks) {
   ASSERT_EQ(good->size(), 2u);
   EXPECT_FALSE(fs::exists(dir / "out" / "img" / "link"));
   EXPECT_EQ(fs::file_size(dir / "out" / "img" / "img.img"), 4u);
+  // The member's mtime is kept (it is in the bundle's tar header: same tarball, same digest).
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "out" / "img" / "img.img").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtime, 1300000000);
 
   write_tar(dir / "evil.tgz", {{"img/../../evil", "x"}}, false);
   auto evil = extract_tarball((dir / "evil.tgz").string(), (dir / "out").string());

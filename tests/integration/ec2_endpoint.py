@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A test EC2 Query endpoint that answers RegisterImage like Eucalyptus, after checking the
+"""A test EC2 Query endpoint that answers RegisterImage and DescribeImages like Eucalyptus, after checking the
 request's signature with an implementation independent of tusk's: SigV2 (HmacSHA256) recomputed
 here from EUSTORE.md §5, SigV4 (service ec2) by botocore. Optionally reads the manifest from S3
 (a boto3 client) to check it exists and to tell kernel, ramdisk and machine images apart, as the
@@ -41,6 +41,7 @@ class Call:
     status: int = 0
     code: str = ""  # EC2 error code, "" on success
     image_id: str = ""
+    images: list = dataclasses.field(default_factory=list)  # DescribeImages: the items answered
 
 
 class Ec2Error(Exception):
@@ -65,8 +66,10 @@ def sigv2_expected(secret: str, method: str, host: str, path: str, params: dict[
 
 class Ec2Endpoint:
     """Listens on 127.0.0.1 (free port). url ends in /services/compute. Attributes: calls (list of
-    Call), images (id -> dict), fail_next (set to (status, code, message) to fail the next
-    RegisterImage)."""
+    Call), images (id -> dict with the RegisterImage params, kind and state), fail_next (set to
+    (status, code, message) to fail the next RegisterImage), aws_not_found (DescribeImages of an
+    unknown id fails with InvalidAMIID.NotFound as AWS does; Eucalyptus leaves it out),
+    describe_fails (set to (status, code, message) to fail every DescribeImages)."""
 
     def __init__(self, access_key: str, secret_key: str, region: str = "eucalyptus", s3=None,
                  max_skew: float = 900):
@@ -76,6 +79,8 @@ class Ec2Endpoint:
         self.calls: list[Call] = []
         self.images: dict[str, dict] = {}
         self.fail_next: tuple[int, str, str] | None = None
+        self.aws_not_found = False
+        self.describe_fails: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -116,6 +121,19 @@ class Ec2Endpoint:
         with self._lock:
             return [c for c in self.calls if c.params.get("Action") == action and not c.code]
 
+    def actions(self) -> list[str]:
+        with self._lock:
+            return [c.params.get("Action", "") for c in self.calls]
+
+    def deregister(self, image_id: str, forget: bool = False) -> None:
+        """As DeregisterImage: Eucalyptus keeps listing the image as 'deregistered' for a while
+        (forget=False); AWS stops listing it (forget=True)."""
+        with self._lock:
+            if forget:
+                del self.images[image_id]
+            else:
+                self.images[image_id]["state"] = "deregistered"
+
     # -- request handling -----------------------------------------------------------------------
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
@@ -139,10 +157,14 @@ class Ec2Endpoint:
                 raise Ec2Error(404, "InvalidAction", f"no service at {split.path}")
             call.scheme = self._authenticate(h, method, split.path, params, body)
             action = params.get("Action")
-            if action != "RegisterImage":
+            if action not in ("RegisterImage", "DescribeImages"):
                 raise Ec2Error(400, "InvalidAction", f"unsupported action {action!r}")
             if not params.get("Version"):
                 raise Ec2Error(400, "MissingParameter", "Version is required")
+            if action == "DescribeImages":
+                call.images = self._describe(params)
+                self._reply(h, call, None)
+                return
             with self._lock:
                 fail, self.fail_next = self.fail_next, None
             if fail:
@@ -239,17 +261,57 @@ class Ec2Endpoint:
             if params.get(ref) and params[ref] not in self.images:
                 raise Ec2Error(400, "InvalidAMIID.NotFound", f"{params[ref]} is not registered")
         with self._lock:
-            if any(img["Name"] == name for img in self.images.values()):
+            if any(img["Name"] == name and img["state"] != "deregistered"
+                   for img in self.images.values()):
                 raise Ec2Error(400, "InvalidAMIName.Duplicate", f"AMI name {name} is already in use")
             image_id = {"kernel": "eki-", "ramdisk": "eri-", "machine": "emi-"}[kind]
             image_id += secrets.token_hex(4).upper()
-            self.images[image_id] = dict(params, kind=kind)
+            self.images[image_id] = dict(params, kind=kind, state="available")
         return image_id
+
+    def _describe(self, params: dict[str, str]) -> list[dict]:
+        with self._lock:
+            if self.describe_fails:
+                raise Ec2Error(*self.describe_fails)
+            ids = [v for k, v in sorted(params.items()) if re.fullmatch(r"ImageId\.\d+", k)]
+            owners = [v for k, v in params.items() if re.fullmatch(r"Owner\.\d+", k)]
+            if owners and owners != ["self"]:
+                raise Ec2Error(400, "InvalidParameterValue", f"unsupported owners {owners}")
+            if ids:
+                unknown = [i for i in ids if i not in self.images]
+                if unknown and self.aws_not_found:
+                    raise Ec2Error(400, "InvalidAMIID.NotFound",
+                                   f"The image id '[{unknown[0]}]' does not exist")
+                return [dict(self.images[i], id=i) for i in ids if i in self.images]
+            return [dict(img, id=i) for i, img in self.images.items()]
+
+    @staticmethod
+    def _item_xml(img: dict) -> str:
+        esc = lambda v: (str(v).replace("&", "&amp;").replace("<", "&lt;")  # noqa: E731
+                         .replace(">", "&gt;"))
+        return ("<item>"
+                f"<imageId>{img['id']}</imageId>"
+                f"<imageLocation>{esc(img.get('ImageLocation', ''))}</imageLocation>"
+                f"<imageState>{img['state']}</imageState>"
+                "<imageOwnerId>123456789012</imageOwnerId><isPublic>false</isPublic>"
+                f"<architecture>{esc(img.get('Architecture', 'i386'))}</architecture>"
+                f"<imageType>{img['kind']}</imageType>"
+                f"<name>{esc(img.get('Name', ''))}</name>"
+                # A nested <item> that is not an image: clients must read only direct children.
+                "<blockDeviceMapping><item><deviceName>/dev/sda1</deviceName>"
+                "<imageId>emi-00000000</imageId></item></blockDeviceMapping>"
+                "</item>")
 
     def _reply(self, h: BaseHTTPRequestHandler, call: Call, error: Ec2Error | None) -> None:
         request_id = str(uuid.uuid4())
-        if error is None:
-            version = call.params.get("Version", "2013-02-01")
+        version = call.params.get("Version", "2013-02-01")
+        if error is None and call.params.get("Action") == "DescribeImages":
+            items = "".join(self._item_xml(i) for i in call.images)
+            body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeImagesResponse '
+                    f'xmlns="http://ec2.amazonaws.com/doc/{version}/"><requestId>{request_id}'
+                    f"</requestId><imagesSet>{items}</imagesSet></DescribeImagesResponse>\n")
+            call.status = 200
+        elif error is None:
             body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<RegisterImageResponse '
                     f'xmlns="http://ec2.amazonaws.com/doc/{version}/">\n  <requestId>{request_id}'
                     f"</requestId>\n  <imageId>{call.image_id}</imageId>\n</RegisterImageResponse>\n")

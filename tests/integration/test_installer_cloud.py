@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import tarfile
@@ -160,7 +161,7 @@ def test_default_acl_is_aws_exec_read_and_radosgw_refusal_is_clear(rgw, bucket, 
     assert "InvalidArgument" in p.stderr and "HTTP 400" in p.stderr, p.stderr
     puts = [r for r in relay.requests if r.method == "PUT"]
     assert puts and puts[0].header("x-amz-acl") == "aws-exec-read"
-    assert ec2.calls == [], "nothing registered"
+    assert ec2.actions() == ["DescribeImages"], "only the search for earlier registrations"
     assert bucket_keys(rgw, b) == [], "nothing left behind"
 
 
@@ -275,8 +276,8 @@ def test_end_to_end_install_then_registry_answers_without_transfer(rgw, bucket, 
     assert download_and_unbundle(rgw, b, "eustore-demo-image.manifest.xml", keyfiles,
                                  tmp) == member_bytes(demo_store["good"], "demo-image.img")
 
-    # Second run: the registry answers. Prove no transfer: tuskd is stopped, and neither the
-    # EC2 endpoint nor radosgw sees a request.
+    # Second run: the registry answers. Prove no transfer: tuskd is stopped, radosgw sees no
+    # request, and the EC2 endpoint only one DescribeImages of the three recorded ids (§7).
     demo_store["tuskd"].stop()
     offset = rgw.log_offset()
     calls = len(ec2.calls)
@@ -285,8 +286,14 @@ def test_end_to_end_install_then_registry_answers_without_transfer(rgw, bucket, 
     assert time.monotonic() - t0 < 5
     assert ids_of(again.stdout) == ids
     assert "already installed" in again.stderr
-    assert len(ec2.calls) == calls
+    assert ec2.actions()[calls:] == ["DescribeImages"]
+    asked = {v for k, v in ec2.calls[-1].params.items() if k.startswith("ImageId.")}
+    assert asked == set(ids.values())
     assert rgw.requests(offset) == []
+    # --trust-registry: not even that.
+    calls = len(ec2.calls)
+    again = install(env, "-i", name, "-b", b, "--acl", "private", "--trust-registry")
+    assert ids_of(again.stdout) == ids and len(ec2.calls) == calls
 
     listed = run_tusk("images", "--format", "tsv", env=env).stdout.splitlines()
     assert len(listed) == 1
@@ -366,10 +373,16 @@ def test_crashed_install_is_cleaned_up_and_resumed(rgw, bucket, make_relay, ec2,
     assert [r["state"] for r in state] == ["in-progress"]
     kernel_id = state[0]["eki"]
     assert kernel_id.startswith("eki-")
+    # The killed install's work folder (extracted images, parts) is still there...
+    leftovers = list((tmp / "work").glob("tusk-install-*"))
+    assert len(leftovers) == 1 and any(leftovers[0].rglob("*")), leftovers
 
     p = install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl", "private")
     assert "Cleaning up an interrupted install" in p.stderr
-    assert f"Reusing what the interrupted install registered: kernel {kernel_id}" in p.stderr
+    # ...and the next attempt removed it (and its own, when done).
+    assert f"Removed the interrupted install's work folder {leftovers[0]}" in p.stderr, p.stderr
+    assert list((tmp / "work").glob("tusk-install-*")) == []
+    assert f"Reusing what the earlier install registered: kernel {kernel_id}" in p.stderr
     ids = ids_of(p.stdout)
     assert ids["Kernel"] == kernel_id
     assert [c.params["Name"] for c in ec2.registered()] == [
@@ -421,3 +434,114 @@ def test_credentials_from_eucarc(rgw, bucket, ec2, cloud_env, tarball, tmp):
     p = install(env, "--eucarc", rc, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl",
                 "private")
     assert ids_of(p.stdout)["Installed image"].startswith("emi-")
+
+
+# -- what the cloud still has: DescribeImages (EUSTORE §7, §8.16) ----------------------------
+
+
+def manifests(rgw, bucket) -> dict[str, bytes]:
+    s3 = rgw.s3("tusk")
+    return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read()
+            for k in bucket_keys(rgw, bucket) if k.endswith(".manifest.xml")}
+
+
+@pytest.mark.parametrize("cloud", ["eucalyptus", "aws"])
+def test_deregistered_machine_image_is_installed_again(rgw, bucket, ec2, cloud_env, tarball,
+                                                       cloud):
+    """A recorded image that is gone (Eucalyptus lists it 'deregistered'; AWS forgets it and
+    answers InvalidAMIID.NotFound) is not answered from the registry: the machine image is
+    registered again, the kernel and ramdisk that are still there are kept."""
+    b = bucket()
+    ec2.aws_not_found = cloud == "aws"
+    first = ids_of(install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b,
+                           "--acl", "private").stdout)
+    ec2.deregister(first["Installed image"], forget=cloud == "aws")
+
+    p = install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl", "private")
+    again = ids_of(p.stdout)
+    assert f"Recorded image {first['Installed image']} is" in p.stderr, p.stderr
+    assert "already installed" not in p.stderr
+    assert again["Kernel"] == first["Kernel"] and again["Ramdisk"] == first["Ramdisk"]
+    assert again["Installed image"] != first["Installed image"]
+    names = [c.params["Name"] for c in ec2.registered()]
+    assert names == ["eustore-demo-image-kernel", "eustore-demo-image-ramdisk",
+                     "eustore-demo-image", "eustore-demo-image"], names
+    state = json.loads(run_tusk("images", "--format", "json", env=cloud_env).stdout)
+    assert [(r["state"], r["emi"]) for r in state] == [("done", again["Installed image"])]
+    # And the new record answers from the registry again.
+    third = install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl", "private")
+    assert ids_of(third.stdout) == again and "already installed" in third.stderr
+
+
+def test_lost_registry_reuses_images_registered_with_the_same_content(rgw, bucket, ec2,
+                                                                      cloud_env, tarball, tmp):
+    """The registry is gone (new machine): the images registered from our manifest locations
+    hold the same bytes (tar digest in their manifests), so they are reused, not uploaded or
+    registered again."""
+    b = bucket()
+    first = ids_of(install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b,
+                           "--acl", "private").stdout)
+    before = manifests(rgw, b)
+    env = dict(cloud_env, TUSK_REGISTRY=str(tmp / "new-registry"))
+    p = install(env, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl", "private")
+    assert ids_of(p.stdout) == first
+    assert p.stderr.count("with the same content: reusing it") == 3, p.stderr
+    assert len(ec2.registered()) == 3
+    assert manifests(rgw, b) == before, "nothing uploaded again"
+    assert "Uploading" not in p.stderr
+
+
+def test_other_content_at_the_same_location_gets_a_padded_name(rgw, bucket, ec2, cloud_env,
+                                                               tarball, tmp):
+    """Another tarball of the same file name (other bytes): its manifest locations and Names are
+    taken by the first one's images, so it registers under 'eustore-<8 hex>-…' and the first
+    image's manifests are left exactly as they were."""
+    b = bucket()
+    first = ids_of(install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b,
+                           "--acl", "private").stdout)
+    before = manifests(rgw, b)
+    other = harness.make_image_tarball(tmp / "other" / "demo-image.tgz", "demo-image",
+                                       single_kernel=True, size_mb=2, seed=99)
+    p = install(cloud_env, "-t", other.path, "-a", "x86_64", "-b", b, "--acl", "private")
+    second = ids_of(p.stdout)
+    assert set(second.values()).isdisjoint(first.values())
+    assert p.stderr.count("(other content)") == 3, p.stderr
+    calls = ec2.registered()[3:]
+    pad = calls[0].params["Name"].split("-")[1]
+    assert len(pad) == 8 and int(pad, 16) >= 0
+    assert [c.params["Name"] for c in calls] == [
+        f"eustore-{pad}-demo-image-kernel", f"eustore-{pad}-demo-image-ramdisk",
+        f"eustore-{pad}-demo-image"]
+    assert calls[2].params["ImageLocation"] == f"{b}/eustore-{pad}-demo-image.manifest.xml"
+    after = manifests(rgw, b)
+    assert {k: after[k] for k in before} == before, "the first image's manifests are untouched"
+    assert download_and_unbundle(rgw, b, f"eustore-{pad}-demo-image.manifest.xml",
+                                 dict(user_key=cloud_env["EC2_PRIVATE_KEY"],
+                                      user_cert=cloud_env["EC2_CERT"]),
+                                 tmp) == member_bytes(other, "demo-image.img")
+
+
+def test_name_taken_at_registration_is_padded(rgw, bucket, ec2, cloud_env, tarball):
+    """RegisterImage answers InvalidAMIName.Duplicate (a name taken after we listed): the
+    upload is kept and the image registered under a padded Name at the same location."""
+    b = bucket()
+    ec2.fail_next = (400, "InvalidAMIName.Duplicate", "AMI name eustore-demo-image-kernel is "
+                     "already in use by emi-12345678")
+    p = install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl", "private")
+    assert "is taken: registering as eustore-" in p.stderr, p.stderr
+    kernel = ec2.registered()[0].params
+    assert re.fullmatch(r"eustore-[0-9a-f]{8}-demo-image-kernel", kernel["Name"]), kernel
+    assert kernel["ImageLocation"] == f"{b}/eustore-demo-image-kernel.manifest.xml"
+    assert ids_of(p.stdout)["Installed image"].startswith("emi-")
+
+
+def test_unreachable_describe_trusts_the_registry_with_a_warning(rgw, bucket, ec2, cloud_env,
+                                                                 tarball):
+    b = bucket()
+    first = ids_of(install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b,
+                           "--acl", "private").stdout)
+    ec2.describe_fails = (503, "Unavailable", "the cloud controller is restarting")
+    p = install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl", "private")
+    assert ids_of(p.stdout) == first
+    assert "warning: cannot check the recorded images with DescribeImages" in p.stderr
+    assert "Unavailable: the cloud controller is restarting" in p.stderr
