@@ -370,9 +370,7 @@ class Installer {
       if (!old.pending_keys.empty()) {
         S3Target t = s3_;
         t.bucket = old.bucket.empty() ? s3_.bucket : old.bucket;
-        auto http = Http::create();
-        TUSK_TRY(http);
-        if (auto d = delete_objects(*http, t, old.pending_keys); !d) {
+        if (auto d = delete_objects(t, old.pending_keys); !d) {
           log("warning: could not delete every leftover object: " + d.error().message);
         } else {
           log("Deleted " + std::to_string(old.pending_keys.size()) + " leftover objects from " +
@@ -801,13 +799,10 @@ class Installer {
       return;
     }
     if (!rec_.pending_keys.empty()) {
-      auto http = Http::create();
-      if (http) {
-        if (auto d = delete_objects(*http, s3_, rec_.pending_keys); d) {
-          rec_.pending_keys.clear();
-        } else {
-          log("warning: cleanup failed: " + d.error().message + " (the next attempt retries it)");
-        }
+      if (auto d = delete_objects(s3_, rec_.pending_keys); d) {
+        rec_.pending_keys.clear();
+      } else {
+        log("warning: cleanup failed: " + d.error().message + " (the next attempt retries it)");
       }
     }
     rec_.state = InstallState::kFailed;

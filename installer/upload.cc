@@ -1,6 +1,5 @@
-// Bundle upload through s3::Client::perform, and DELETE signed here with the pure signers of
-// s3/sign.h (the client only knows GET/HEAD/PUT). The SigV2 resource omits the endpoint's service
-// path, like s3::sign_request, which Walrus/OSG accept through their fallback (EUSTORE.md §6.2).
+// Bundle upload, manifest reads and cleanup, all through s3::Client::perform (SigV2 or SigV4 per
+// the upstream, signed by s3::sign_request like every other S3 request of tusk).
 #include "installer/upload.h"
 
 #include <ctime>
@@ -117,53 +116,15 @@ Result<std::optional<std::string>> get_object(const S3Target& t, const std::stri
   return std::optional<std::string>(std::move(r->body));
 }
 
-Result<void> delete_objects(Http& http, const S3Target& t, const std::vector<std::string>& keys) {
-  const s3::UrlParts ep = s3::split_url(t.upstream.endpoint);
-  const s3::Credentials creds{t.upstream.access_key, t.upstream.secret_key};
+Result<void> delete_objects(const S3Target& t, const std::vector<std::string>& keys) {
   for (const auto& key : keys) {
-    std::string path =
-        ep.path + "/" + s3::uri_encode(t.bucket, false) + "/" + s3::uri_encode(key, true);
-    Headers h;
-    std::time_t now = std::time(nullptr);
-    switch (t.upstream.signature) {
-      case conf::Signature::kNone:
-        break;
-      case conf::Signature::kV2: {
-        s3::V2Input in;
-        in.method = "DELETE";
-        in.date = s3::http_date(now);
-        in.resource = "/" + s3::uri_encode(t.bucket, false) + "/" + s3::uri_encode(key, true);
-        h.emplace_back("Date", in.date);
-        h.emplace_back("Authorization", s3::v2_authorization(creds, in));
-        break;
-      }
-      case conf::Signature::kV4: {
-        static constexpr char kEmpty[] =
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        s3::V4Input in;
-        in.method = "DELETE";
-        in.canonical_uri = path;
-        in.headers = {{"host", ep.authority},
-                      {"x-amz-date", s3::amz_date(now)},
-                      {"x-amz-content-sha256", kEmpty}};
-        in.payload_hash = kEmpty;
-        in.region = t.upstream.region;
-        in.amz_date = s3::amz_date(now);
-        h.emplace_back("Host", ep.authority);
-        h.emplace_back("x-amz-date", in.amz_date);
-        h.emplace_back("x-amz-content-sha256", kEmpty);
-        h.emplace_back("Authorization", s3::v4_sign(creds, in).authorization);
-        break;
-      }
-    }
-    auto r = http.request("DELETE", ep.origin() + path, h);
-    if (!r) {
-      return conf::unexpected(r.error());
-    }
-    if (r->status != 204 && r->status != 200 && r->status != 404) {
-      auto x = s3::parse_error_xml(r->body);
-      return fail(Errc::kRemote, "DELETE " + t.bucket + "/" + key + ": HTTP " +
-                                     std::to_string(r->status) + " " + x.code);
+    s3::Request req;
+    req.method = s3::Method::kDelete;
+    req.bucket = t.bucket;
+    req.key = key;
+    if (auto r = s3::Client::perform(t.upstream, req);
+        !r && r.error().code != s3::Errc::kNotFound) {
+      return conf::unexpected(s3_error("DELETE " + t.bucket + "/" + key, r.error()));
     }
   }
   return {};

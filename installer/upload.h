@@ -37,8 +37,7 @@ Result<std::string> upload_bundle(const S3Target& t, const Bundle& b, const LogF
 // GETs a small object (a manifest): its body, or nullopt when it does not exist (404).
 Result<std::optional<std::string>> get_object(const S3Target& t, const std::string& key);
 
-// DELETE each key (404 counts as deleted). Signs itself (s3::sign_request has no DELETE);
-// uses `http`. Errors stop at the first failure.
-Result<void> delete_objects(Http& http, const S3Target& t, const std::vector<std::string>& keys);
+// DELETE each key (404 counts as deleted). Errors stop at the first failure.
+Result<void> delete_objects(const S3Target& t, const std::vector<std::string>& keys);
 
 }  // namespace installer

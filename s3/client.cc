@@ -80,6 +80,8 @@ const char* method_name(Method m) {
       return "HEAD";
     case Method::kPut:
       return "PUT";
+    case Method::kDelete:
+      return "DELETE";
   }
   return "GET";
 }
@@ -763,6 +765,9 @@ Transfer Client::start(Request req, Callbacks cb) {
       curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
       curl_easy_setopt(e, CURLOPT_READFUNCTION, Transfer::State::on_read);
       curl_easy_setopt(e, CURLOPT_READDATA, st.get());
+      break;
+    case Method::kDelete:
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
       break;
   }
   // Added from the loop, so no callback can run inside start() and a start() from inside a

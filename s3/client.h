@@ -21,7 +21,7 @@ struct event_base;
 
 namespace s3 {
 
-enum class Method { kGet, kHead, kPut };
+enum class Method { kGet, kHead, kPut, kDelete };
 
 enum class Errc {
   kNotFound,             // 404 / NoSuchKey / NoSuchBucket

@@ -76,7 +76,8 @@ class TestServer {
     (void)threads;
     base_ = event_base_new();
     http_ = evhttp_new(base_);
-    evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
+    evhttp_set_allowed_methods(
+        http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_gencb(http_, &TestServer::on_request, this);
     evhttp_bound_socket* sock = evhttp_bind_socket_with_handle(http_, "127.0.0.1", 0);
     sockaddr_in addr{};
@@ -127,6 +128,9 @@ class TestServer {
         break;
       case EVHTTP_REQ_PUT:
         s.method = "PUT";
+        break;
+      case EVHTTP_REQ_DELETE:
+        s.method = "DELETE";
         break;
       default:
         s.method = "?";
@@ -209,6 +213,8 @@ class TestServer {
     } else if (s.method == "PUT") {
       evhttp_add_header(out, "ETag", "\"put-etag\"");
       reply(req, 200, "OK", "");
+    } else if (s.method == "DELETE") {
+      evhttp_send_reply(req, 204, "No Content", nullptr);
     } else {
       evhttp_add_header(out, "ETag", "\"5eb63bbbe01eeed093cb22bb8f5acdc3\"");
       evhttp_add_header(out, "Last-Modified", "Tue, 27 Mar 2007 19:36:42 GMT");
@@ -457,6 +463,19 @@ TEST_F(ClientTest, PutBodyAndFileWithSignedExtraHeaders) {
   o = fetch(missing);
   ASSERT_TRUE(o.done && !o.done->has_value());
   EXPECT_EQ(server_.seen().size(), 2u);
+}
+
+TEST_F(ClientTest, DeleteIsSignedAndSendsNoBody) {
+  client();
+  Outcome o = fetch(get("old/a.part.00", Method::kDelete));
+  ASSERT_TRUE(o.done && o.done->has_value()) << o.done->error().message;
+  EXPECT_EQ(o.head.status, 204);
+  auto s = server_.seen().at(0);
+  EXPECT_EQ(s.method, "DELETE");
+  EXPECT_EQ(s.body, "");
+  EXPECT_EQ(s.header("x-amz-content-sha256"), sha256_hex(""));
+  EXPECT_EQ(s.header("Authorization"),
+            resign_v4(s, {"host", "x-amz-content-sha256", "x-amz-date"}, "/b/old/a.part.00"));
 }
 
 TEST_F(ClientTest, S3XmlErrorsAreClassified) {
