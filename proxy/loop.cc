@@ -21,9 +21,14 @@ void init_libevent_threads() {
 }
 }  // namespace
 
-EventLoop::EventLoop(std::string name) : name_(std::move(name)) {
+EventLoop::EventLoop(std::string name, bool changelist) : name_(std::move(name)) {
   init_libevent_threads();
-  base_ = event_base_new();
+  event_config* cfg = event_config_new();
+  if (changelist) {
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+  }
+  base_ = event_base_new_with_config(cfg);
+  event_config_free(cfg);
   assert(base_ != nullptr);
   wakeup_ = event_new(base_, -1, EV_PERSIST, &EventLoop::on_wakeup, this);
   event_add(wakeup_, nullptr);

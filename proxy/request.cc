@@ -58,12 +58,7 @@ void Request::handle(evhttp_request* req, Services& svc, EventLoop& loop, HotCac
   std::shared_ptr<Request> r(new Request(req, svc, loop, hot));
   r->self_ = r;
   evhttp_connection* conn = evhttp_request_get_connection(req);
-  // Headers and body leave in separate writes; without TCP_NODELAY Nagle holds the body back
-  // until the client's delayed ACK (tens of ms per small hit on a keep-alive connection).
-  if (bufferevent* bev = evhttp_connection_get_bufferevent(conn)) {
-    int one = 1;
-    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
+  // (TCP_NODELAY comes from the listening socket: see server.cc.)
   evhttp_connection_set_closecb(conn, &Request::on_close, r.get());
   r->drive();
 }
@@ -432,6 +427,24 @@ Request::Next Request::deliver() {
   const char* reason = status_ == 200 ? "OK" : "Partial Content";
   if (head_only_ || length == 0) {
     evhttp_send_reply(take_request(), status_, reason, nullptr);
+    finish(status_);
+    return Next::kDone;
+  }
+  if (entity_.bytes && !entity_.fill) {
+    // A hot small object is in memory: the whole answer in one reply, one write, no drain
+    // callback round trip (the common case of catalog.json under load).
+    evbuffer* buf = evbuffer_new();
+    for (const Piece& p : pieces_) {
+      if (p.length == 0) {
+        evbuffer_add(buf, p.text.data(), p.text.size());
+      } else {
+        evbuffer_add(buf, entity_.bytes->data() + p.offset, p.length);
+        body_bytes_ += p.length;
+      }
+    }
+    svc_.metrics.bytes_served(Source::kCache, evbuffer_get_length(buf));
+    evhttp_send_reply(take_request(), status_, reason, buf);
+    evbuffer_free(buf);
     finish(status_);
     return Next::kDone;
   }
