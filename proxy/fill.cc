@@ -188,6 +188,27 @@ void Fill::progress(std::uint64_t chunk, std::uint32_t filled) {
   wake_ready(lock);
 }
 
+bool Fill::wait_retired(std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  if (retired_) {
+    return false;
+  }
+  retire_waiters_.push_back(std::move(wake));
+  return true;
+}
+
+void Fill::retire() {
+  std::vector<std::function<void()>> wake;
+  {
+    std::lock_guard lock(mu_);
+    retired_ = true;
+    wake.swap(retire_waiters_);
+  }
+  for (auto& fn : wake) {
+    fn();
+  }
+}
+
 void Fill::end(Phase phase, bool not_modified, std::optional<s3::Error> error) {
   std::unique_lock lock(mu_);
   snap_.phase = phase;
@@ -1164,6 +1185,7 @@ FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, F
     // conf validation makes this impossible; fail the fill rather than crash.
     fill->end(Fill::Phase::kFailed, false,
               s3::Error{s3::Errc::kRefused, 0, "", "no such upstream"});
+    fill->retire();  // never in the table
     return fill;
   }
   fills_.emplace(cache_key, fill);
@@ -1176,11 +1198,14 @@ FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, F
   return fill;
 }
 
-void FillTable::finished(const std::string& cache_key, const Fill* fill) {
-  std::lock_guard lock(mu_);
-  if (auto it = fills_.find(cache_key); it != fills_.end() && it->second.get() == fill) {
-    fills_.erase(it);
+void FillTable::finished(const std::string& cache_key, Fill* fill) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = fills_.find(cache_key); it != fills_.end() && it->second.get() == fill) {
+      fills_.erase(it);
+    }
   }
+  fill->retire();
 }
 
 std::size_t FillTable::active() const {

@@ -92,6 +92,9 @@ class Fill {
   bool wait(std::uint64_t pos, std::function<void()> wake);
   // A client will read [first, last]: those chunks are fetched before any prefetching.
   void want(std::uint64_t first, std::uint64_t last);
+  // Calls `wake` once this fill left the table (an ended fill stays until the disk thread has
+  // marked its chunks; until then acquire() hands it out). False when it already has.
+  bool wait_retired(std::function<void()> wake);
 
   const std::string& cache_key() const { return cache_key_; }
 
@@ -105,6 +108,7 @@ class Fill {
                 std::vector<std::uint32_t> filled);
   void progress(std::uint64_t chunk, std::uint32_t filled);
   void end(Phase phase, bool not_modified, std::optional<s3::Error> error);
+  void retire();
   std::uint64_t available_locked(std::uint64_t pos) const;
   void wake_ready(std::unique_lock<std::mutex>& lock);
 
@@ -118,6 +122,8 @@ class Fill {
   // Requests for the runner, drained on the fetch loop: (first chunk, last chunk, urgent).
   std::vector<std::tuple<std::uint64_t, std::uint64_t, bool>> wants_;
   std::function<void()> poke_;  // asks the runner (on the fetch loop) to look at wants_
+  bool retired_ = false;
+  std::vector<std::function<void()>> retire_waiters_;
 };
 
 using FillPtr = std::shared_ptr<Fill>;
@@ -157,7 +163,7 @@ class FillTable {
 
  private:
   friend struct FillRunner;
-  void finished(const std::string& cache_key, const Fill* fill);
+  void finished(const std::string& cache_key, Fill* fill);
   void set_range_mode(const std::string& upstream, RangeMode mode);
 
   EventLoop& fetch_;

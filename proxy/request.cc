@@ -544,6 +544,19 @@ void Request::pump() {
     return;
   }
   auto wake = resume(&Request::pump);
+  if (!entity_.fill) {
+    wake();  // refill found the entry complete: serve the rest from the file
+    return;
+  }
+  const Fill::Phase phase = entity_.fill->snapshot().phase;
+  if (phase == Fill::Phase::kDone || phase == Fill::Phase::kFailed) {
+    // refill joined a fill that has ended but not yet left the table: look again once it has
+    // (waiting on its bytes would return at once, and spin).
+    if (!entity_.fill->wait_retired(wake)) {
+      wake();
+    }
+    return;
+  }
   if (!entity_.fill->wait(need, wake)) {
     wake();
   }
