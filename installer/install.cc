@@ -361,7 +361,7 @@ class Installer {
                                      "system?); try again when it has finished");
       }
       if (old.state == InstallState::kDone) {
-        log("Installing image " + image_ + " again: its recorded machine image is gone");
+        log("Installing image " + image_ + " again: a recorded image is no longer usable");
       } else {
         log(std::string("Cleaning up an interrupted install of ") + image_ + " (" +
             install_state_name(old.state) + ", pid " + std::to_string(old.pid) + ")");
@@ -707,7 +707,10 @@ class Installer {
         own_ = std::move(*list);
       }
     }
-    auto strip = [](std::string_view l) { return l.substr(l.find_first_not_of('/')); };
+    auto strip = [](std::string_view l) {
+      const auto p = l.find_first_not_of('/');
+      return p == std::string_view::npos ? std::string_view() : l.substr(p);
+    };
     const std::string location = s3_.bucket + "/" + prefix + ".manifest.xml";
     const ImageInfo* at = nullptr;
     const ImageInfo* named = nullptr;

@@ -545,3 +545,15 @@ def test_unreachable_describe_trusts_the_registry_with_a_warning(rgw, bucket, ec
     assert ids_of(p.stdout) == first
     assert "warning: cannot check the recorded images with DescribeImages" in p.stderr
     assert "Unavailable: the cloud controller is restarting" in p.stderr
+
+
+def test_odd_describe_entries_are_ignored(rgw, bucket, ec2, cloud_env, tarball):
+    """What the cloud lists is input like any other: images with empty or slash-only locations
+    and names do not match anything and do not crash the search."""
+    b = bucket()
+    for i, loc in enumerate(["/", "//", "", f"/{b}/"]):
+        ec2.images[f"emi-0000000{i}"] = {"ImageLocation": loc, "Name": loc, "kind": "machine",
+                                         "state": "available"}
+    p = install(cloud_env, "-t", tarball.path, "-a", "x86_64", "-b", b, "--acl", "private")
+    assert [c.params["Name"] for c in ec2.registered()] == [
+        "eustore-demo-image-kernel", "eustore-demo-image-ramdisk", "eustore-demo-image"], p.stderr
