@@ -38,11 +38,20 @@ SOURCE_DIR = Path(os.environ.get("TUSK_SOURCE_DIR", HERE.parent.parent)).resolve
 RADOSGW_SH = SOURCE_DIR / "scripts" / "radosgw.sh"
 
 
+_HANDED_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (picked by the kernel, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now (picked by the kernel, then released), never one
+    this process handed out before: two picks in a row may otherwise get the same port back
+    (it happened: a tuskd whose admin port equalled its server port refused to start)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_PORTS:
+            _HANDED_PORTS.add(port)
+            return port
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):

@@ -376,3 +376,8 @@ def test_tuskd_start_failure_shows_log(tmp):
     cfg = harness.Tuskd.make_config(tmp, "http://127.0.0.1:1", None, None, "bkt")
     with pytest.raises(RuntimeError, match="no upstream"):
         harness.Tuskd(bad, tmp, cfg).start(timeout=5)
+
+
+def test_free_port_never_hands_out_the_same_port_twice():
+    ports = [harness.free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
