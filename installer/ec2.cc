@@ -133,17 +133,39 @@ std::string lower(std::string s) {
   return s;
 }
 
+// Loads an EC2 answer into `doc`: the EC2 error of a non-2xx, or kFormat for a 2xx that is not
+// XML. What both parsers below start with.
+Result<void> load_answer(std::string_view action, int status, std::string_view body,
+                         pugi::xml_document& doc) {
+  const bool xml = doc.load_buffer(body.data(), body.size());
+  if (status < 200 || status >= 300) {
+    return conf::unexpected(ec2_error(action, status, body, doc, xml));
+  }
+  if (!xml) {
+    return fail(Errc::kFormat, std::string(action) + ": HTTP " + std::to_string(status) +
+                                   " with a body that is not XML");
+  }
+  return {};
+}
+
+// Signs `params`, POSTs them to the endpoint and hands the answer to `parse`.
+template <class Parse>
+auto post_action(Http& http, const Ec2Endpoint& ep, Params params, Parse parse)
+    -> decltype(parse(0, std::string_view())) {
+  SignedPost post = sign_post(ep, std::move(params), std::time(nullptr));
+  auto r = http.request("POST", post.url, post.headers, post.body);
+  if (!r) {
+    return conf::unexpected(r.error());
+  }
+  return parse(r->status, r->body);
+}
+
 }  // namespace
 
 Result<std::string> parse_register_response(int status, std::string_view body) {
   pugi::xml_document doc;
-  const bool xml = doc.load_buffer(body.data(), body.size());
-  if (status < 200 || status >= 300) {
-    return conf::unexpected(ec2_error("RegisterImage", status, body, doc, xml));
-  }
-  if (!xml) {
-    return fail(Errc::kFormat,
-                "RegisterImage: HTTP " + std::to_string(status) + " with a body that is not XML");
+  if (auto loaded = load_answer("RegisterImage", status, body, doc); !loaded) {
+    return conf::unexpected(loaded.error());
   }
   std::string id = trimmed(find_local(doc, "imageId").text().get());
   if (!is_image_id(id)) {
@@ -166,13 +188,8 @@ Params describe_params(const Ec2Endpoint& ep, const std::vector<std::string>& id
 
 Result<std::vector<ImageInfo>> parse_describe_response(int status, std::string_view body) {
   pugi::xml_document doc;
-  const bool xml = doc.load_buffer(body.data(), body.size());
-  if (status < 200 || status >= 300) {
-    return conf::unexpected(ec2_error("DescribeImages", status, body, doc, xml));
-  }
-  if (!xml) {
-    return fail(Errc::kFormat,
-                "DescribeImages: HTTP " + std::to_string(status) + " with a body that is not XML");
+  if (auto loaded = load_answer("DescribeImages", status, body, doc); !loaded) {
+    return conf::unexpected(loaded.error());
   }
   pugi::xml_node set = find_local(doc, "imagesSet");
   if (!set) {
@@ -209,42 +226,31 @@ bool is_image_not_found(const Error& e) {
 
 Result<std::vector<ImageInfo>> describe_images(Http& http, const Ec2Endpoint& ep,
                                                const std::vector<std::string>& ids) {
-  auto ask = [&](const std::vector<std::string>& which) -> Result<std::vector<ImageInfo>> {
-    SignedPost post = sign_post(ep, describe_params(ep, which), std::time(nullptr));
-    auto r = http.request("POST", post.url, post.headers, post.body);
-    if (!r) {
-      return conf::unexpected(r.error());
-    }
-    return parse_describe_response(r->status, r->body);
+  auto ask = [&](const std::vector<std::string>& which) {
+    return post_action(http, ep, describe_params(ep, which), parse_describe_response);
   };
   auto all = ask(ids);
-  if (all || ids.size() < 2 || !is_image_not_found(all.error())) {
-    if (!all && ids.size() == 1 && is_image_not_found(all.error())) {
-      return std::vector<ImageInfo>{};
-    }
+  if (all || ids.empty() || !is_image_not_found(all.error())) {
     return all;
   }
-  std::vector<ImageInfo> out;
+  if (ids.size() == 1) {
+    return std::vector<ImageInfo>{};  // the one id asked for does not exist
+  }
+  std::vector<ImageInfo> out;  // some id unknown: ask for each alone, keep what exists
   for (const auto& id : ids) {
     auto one = ask({id});
-    if (!one) {
-      if (is_image_not_found(one.error())) {
-        continue;
-      }
+    if (!one && !is_image_not_found(one.error())) {
       return one;
     }
-    out.insert(out.end(), one->begin(), one->end());
+    if (one) {
+      out.insert(out.end(), one->begin(), one->end());
+    }
   }
   return out;
 }
 
 Result<std::string> register_image(Http& http, const Ec2Endpoint& ep, const RegisterParams& p) {
-  SignedPost post = sign_post(ep, register_params(ep, p), std::time(nullptr));
-  auto r = http.request("POST", post.url, post.headers, post.body);
-  if (!r) {
-    return conf::unexpected(r.error());
-  }
-  return parse_register_response(r->status, r->body);
+  return post_action(http, ep, register_params(ep, p), parse_register_response);
 }
 
 }  // namespace installer
