@@ -6,7 +6,8 @@ serving local files: the physical limit), all in front of one radosgw on 127.0.0
   /usr/bin/python3 bench/compare.py --out bench/RESULTS.md  # full run (~25 min)
   options: --scenarios 1,2,3,4,5,6  --rounds N  --tuskd PATH  --time-limit SEC  --keep
 
-Scenarios (contenders alternate within each one: ABCDE ABCDE ...):
+Scenarios (contenders alternate within each one, the order rotating per round: ABCDE BCDEA ...,
+so that nobody always runs first or right after the same neighbour):
   1 small-object hits (wrk on a warm catalog.json)     2 large-object hits (8 curls on warm obj256)
   3 cold herd: 50 clients at once on a cold obj256     4 1 MiB range near the end of a cold obj1g
   5 aria2c -x16 -s16 on a cold obj1g                   6 = 3, 4, 5 with each contender's upstream
@@ -948,6 +949,8 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, help="seconds (default: quick 300, full 2400)")
     ap.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    ap.add_argument("--contenders", default="tuskd,varnish,nginx,nginx-slice,static",
+                    help="comma-separated subset, for quick A/B runs (the table needs all)")
     args = ap.parse_args(argv)
     sel = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
     if not sel or not set(sel) <= {1, 2, 3, 4, 5, 6}:
@@ -974,6 +977,10 @@ def main(argv=None) -> int:
     results: dict[tuple[str, int], dict[str, list[dict]]] = {}
     notes: list[str] = []
     order = ["tuskd", "varnish", "nginx", "nginx-slice", "static"]
+    wanted = [x.strip() for x in args.contenders.split(",") if x.strip()]
+    if not wanted or not set(wanted) <= set(order):
+        ap.error(f"--contenders: a subset of {','.join(order)}")
+    order = [n for n in order if n in wanted]
     t_start = time.monotonic()
     status = 0
     log(f"temp dir {tmp}; time limit {limit:.0f}s; scenarios {sel}")
@@ -1010,6 +1017,7 @@ def main(argv=None) -> int:
             contenders = [Tuskd(procs, pdir / "tuskd", tuskd), Varnish(procs, pdir / "varnish"),
                           Nginx(procs, pdir / "nginx"), NginxSlice(procs, pdir / "nginx-slice"),
                           NginxStatic(procs, pdir / "static", up.static)]
+            contenders = [c for c in contenders if c.name in order]
             relays = {}
             for c in contenders:
                 upp = up.port
@@ -1024,7 +1032,10 @@ def main(argv=None) -> int:
                     if r > 0 and deadline.left() < (300 if ph == "throttled" else 120):
                         notes.append(f"{ph} scenario {s}: stopped after {r} round(s) (time limit)")
                         break
-                    for c in contenders:
+                    # rotate the order each round: whoever runs first (or after a heavy
+                    # neighbour) does not keep that position's luck or penalty
+                    k = r % len(contenders)
+                    for c in contenders[k:] + contenders[:k]:
                         deadline.bound(1)
                         if s in cold_base:
                             key = f"cold-{ph}-s{s}-r{r}-{c.name}"

@@ -4,6 +4,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/rand.h>
@@ -369,7 +370,7 @@ Request::Next Request::deliver() {
     case Precondition::kNotModified:
       add_entity_headers(false);
       status_ = 304;
-      evhttp_send_reply(take_request(), 304, "Not Modified", nullptr);
+      reply(304, "Not Modified", nullptr);
       finish(304);
       return Next::kDone;
     case Precondition::kFailed:
@@ -424,7 +425,7 @@ Request::Next Request::deliver() {
   evhttp_add_header(out, "Content-Length", std::to_string(length).c_str());
   const char* reason = status_ == 200 ? "OK" : "Partial Content";
   if (head_only_ || length == 0) {
-    evhttp_send_reply(take_request(), status_, reason, nullptr);
+    reply(status_, reason, nullptr);
     finish(status_);
     return Next::kDone;
   }
@@ -441,7 +442,7 @@ Request::Next Request::deliver() {
       }
     }
     svc_.metrics.bytes_served(Source::kCache, evbuffer_get_length(buf));
-    evhttp_send_reply(take_request(), status_, reason, buf);
+    reply(status_, reason, buf);
     evbuffer_free(buf);
     finish(status_);
     return Next::kDone;
@@ -615,7 +616,7 @@ void Request::synth(int status, const std::string& reason, const std::string& bo
   } else {
     evhttp_add_header(out, "Content-Length", std::to_string(body.size()).c_str());
   }
-  evhttp_send_reply(take_request(), status, reason.c_str(), buf);
+  reply(status, reason.c_str(), buf);
   evbuffer_free(buf);
   finish(status);
 }
@@ -681,6 +682,36 @@ evhttp_request* Request::take_request() {
   }
   req_ = nullptr;
   return r;
+}
+
+void Request::reply(int status, const char* reason, evbuffer* body) {
+  evhttp_request* r = take_request();
+  evhttp_connection* conn = evhttp_request_get_connection(r);
+  evhttp_send_reply(r, status, reason, body);
+  if (conn != nullptr) {
+    write_through(conn);
+  }
+}
+
+void write_through(evhttp_connection* conn) {
+  // evhttp only queues a reply: it enables the write event, the next loop round finds the
+  // socket writable and writes, a third round disables the write event again — two epoll_ctl
+  // and an extra epoll_wait per small answer. A reply that fits the socket buffer (any small
+  // hit) is written here instead, and libevent's "all written" callback runs at once: it ends
+  // the request and re-arms reading, which disables the write event in the same loop round,
+  // so libevent's changelist cancels the enable and no epoll_ctl is made at all.
+  // Safe with libevent 2.1's evhttp: the handler's callers do not touch the request or the
+  // connection after it returns (evhttp_connection_done, "the request may have been freed"),
+  // and bufferevent_trigger holds a reference on the bufferevent while a "Connection: close"
+  // answer frees the connection inside it. Anything not written at once (a full socket
+  // buffer, an error) is left to the loop exactly as before.
+  bufferevent* bev = evhttp_connection_get_bufferevent(conn);
+  evbuffer* out = bufferevent_get_output(bev);
+  if (evbuffer_get_length(out) == 0 || evbuffer_write(out, bufferevent_getfd(bev)) <= 0 ||
+      evbuffer_get_length(out) != 0) {
+    return;
+  }
+  bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
 }
 
 void Request::abort_connection() {

@@ -10,7 +10,9 @@ import random
 import pytest
 import requests
 
-from util import parse_multipart, raw_request
+import socket
+
+from util import parse_multipart, raw_request, read_until_close, split_responses
 
 
 def put(rgw, bucket, key, data, **extra):
@@ -362,3 +364,43 @@ def test_keep_alive_connections_under_load(rgw, bucket, make_tuskd):
     assert "Non-2xx" not in out.stdout and "Socket errors" not in out.stdout, out.stdout
     assert t.running(), "tuskd died under keep-alive load:\n" + t.log()[-3000:]
     assert t.get("/catalog.json").content == data
+
+
+def test_pipelined_requests_are_answered_in_order_and_connection_close_is_honoured(
+        rgw, bucket, make_tuskd):
+    """Small answers are written straight from the handler (server write-through): requests
+    pipelined in one packet must still come back complete and in order, a HEAD without a body,
+    errors in between, and the connection must close right after the `Connection: close` one."""
+    b = bucket()
+    cat = blob(4096, seed=5)
+    put(rgw, b, "catalog.json", cat, ContentType="application/json")
+    t = make_tuskd(b)
+    assert t.get("/catalog.json").content == cat  # warm: the rest are in-memory hits
+    reqs = [b"GET /catalog.json HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"HEAD /catalog.json HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /catalog.json HTTP/1.1\r\nHost: x\r\nRange: bytes=100-199\r\n\r\n",
+            b"GET /catalog.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]
+    with socket.create_connection(("127.0.0.1", t.port), timeout=10) as s:
+        s.sendall(b"".join(reqs))
+        got = split_responses(read_until_close(s), [False, True, False, False, False])
+    assert [g[0] for g in got] == [200, 200, 404, 206, 200]
+    assert got[0][2] == cat and got[4][2] == cat and got[3][2] == cat[100:200]
+    assert got[1][1]["content-length"] == "4096"
+    assert got[4][1].get("connection", "").lower() == "close"
+
+    # HTTP/1.0 without keep-alive: one answer, then the server closes.
+    with socket.create_connection(("127.0.0.1", t.port), timeout=10) as s:
+        s.sendall(b"GET /catalog.json HTTP/1.0\r\n\r\n")
+        (status, _, body), = split_responses(read_until_close(s), [False])
+    assert status == 200 and body == cat
+    # HTTP/1.0 with keep-alive: the connection stays usable for a second request.
+    with socket.create_connection(("127.0.0.1", t.port), timeout=10) as s:
+        s.sendall(b"GET /catalog.json HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        first = b""
+        while len(first) < 4096 or b"\r\n\r\n" not in first:
+            first += s.recv(65536)
+        s.sendall(b"GET /catalog.json HTTP/1.0\r\n\r\n")
+        got = split_responses(first + read_until_close(s), [False, False])
+    assert [g[0] for g in got] == [200, 200] and got[1][2] == cat
+    assert t.running()

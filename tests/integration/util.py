@@ -51,3 +51,30 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
         cr = re.search(rb"Content-Range: (.*)", head).group(1).decode().strip()
         out.append((cr, data[:-2]))
     return out
+
+
+def split_responses(data: bytes, head_only: list[bool]) -> list[tuple[int, dict, bytes]]:
+    """Splits a stream of HTTP/1.1 responses (Content-Length framed) into (status, lowercased
+    headers, body); `head_only[i]` says response i answers a HEAD (no body follows)."""
+    out = []
+    for is_head in head_only:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, f"response {len(out)} incomplete: {data[:200]!r}"
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = 0 if is_head else int(headers["content-length"])
+        assert len(rest) >= n, f"response {len(out)} body short: {len(rest)} < {n}"
+        out.append((int(lines[0].split()[1]), headers, rest[:n]))
+        data = rest[n:]
+    assert data == b"", f"bytes after the last response: {data[:200]!r}"
+    return out
+
+
+def read_until_close(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
