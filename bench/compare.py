@@ -949,6 +949,8 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, help="seconds (default: quick 300, full 2400)")
     ap.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    ap.add_argument("--throttled", default="3,4,5",
+                    help="which of scenarios 3,4,5 scenario 6 repeats behind the relay")
     ap.add_argument("--contenders", default="tuskd,varnish,nginx,nginx-slice,static",
                     help="comma-separated subset, for quick A/B runs (the table needs all)")
     args = ap.parse_args(argv)
@@ -998,7 +1000,10 @@ def main(argv=None) -> int:
         if direct:
             phases.append(("direct", direct, rounds_direct))
         if 6 in sel:
-            phases.append(("throttled", [3, 4, 5], rounds_slow))
+            slow = sorted({int(x) for x in args.throttled.split(",") if x.strip()})
+            if not slow or not set(slow) <= {3, 4, 5}:
+                ap.error("--throttled: a subset of 3,4,5")
+            phases.append(("throttled", slow, rounds_slow))
         cold_base = {3: "obj256", 4: "obj1g", 5: "obj1g"}
         copies = []
         for ph, scens, rounds in phases:

@@ -111,7 +111,7 @@ bool Fill::wait_head(std::function<void()> wake) {
   return true;
 }
 
-bool Fill::wait(std::uint64_t pos, std::function<void()> wake) {
+bool Fill::wait(std::uint64_t pos, std::function<void()> wake, bool eager) {
   std::function<void()> poke;
   {
     std::lock_guard lock(mu_);
@@ -119,7 +119,7 @@ bool Fill::wait(std::uint64_t pos, std::function<void()> wake) {
     if (ended || available_locked(pos) > 0) {
       return false;
     }
-    waiters_.emplace_back(pos, std::move(wake));
+    waiters_.push_back(Waiter{pos, std::move(wake), eager});
     if (chunk_size_ > 0) {
       wants_.emplace_back(pos / chunk_size_, pos / chunk_size_, true);
       poke = poke_;
@@ -146,7 +146,7 @@ void Fill::want(std::uint64_t first, std::uint64_t last) {
   }
 }
 
-void Fill::wake_ready(std::unique_lock<std::mutex>& lock) {
+bool Fill::wake_ready(std::unique_lock<std::mutex>& lock, bool force) {
   std::vector<std::function<void()>> wake;
   bool ended = snap_.phase == Phase::kDone || snap_.phase == Phase::kFailed;
   if (snap_.phase != Phase::kStarting) {
@@ -155,17 +155,36 @@ void Fill::wake_ready(std::unique_lock<std::mutex>& lock) {
     }
     head_waiters_.clear();
   }
-  auto it = std::partition(waiters_.begin(), waiters_.end(), [&](const auto& w) {
-    return !(ended || available_locked(w.first) > 0);
+  bool deferred = false;
+  auto it = std::partition(waiters_.begin(), waiters_.end(), [&](const Waiter& w) {
+    if (ended) {
+      return false;
+    }
+    const std::uint64_t n = available_locked(w.pos);
+    if (n == 0) {
+      return true;
+    }
+    if (force || w.eager || n >= kWakeBytes) {
+      return false;
+    }
+    // Its chunk is complete (what is readable ends at a chunk boundary or the object's end):
+    // nothing more will arrive for it from this transfer, so do not make it wait.
+    const std::uint64_t end = w.pos + n;
+    if (end % chunk_size_ == 0 || end == snap_.head->size) {
+      return false;
+    }
+    deferred = true;
+    return true;
   });
   for (auto w = it; w != waiters_.end(); ++w) {
-    wake.push_back(std::move(w->second));
+    wake.push_back(std::move(w->wake));
   }
   waiters_.erase(it, waiters_.end());
   lock.unlock();
   for (auto& fn : wake) {
     fn();
   }
+  return deferred;
 }
 
 void Fill::set_head(std::shared_ptr<const ObjectHead> head, BodyFilePtr body, std::uint64_t chunk,
@@ -179,13 +198,20 @@ void Fill::set_head(std::shared_ptr<const ObjectHead> head, BodyFilePtr body, st
   wake_ready(lock);
 }
 
-void Fill::progress(std::uint64_t chunk, std::uint32_t filled) {
+bool Fill::progress(std::uint64_t chunk, std::uint32_t filled) {
   std::unique_lock lock(mu_);
   filled_[chunk] = filled;
   if (waiters_.empty()) {
-    return;
+    return false;
   }
-  wake_ready(lock);
+  return wake_ready(lock, /*force=*/false);
+}
+
+void Fill::flush() {
+  std::unique_lock lock(mu_);
+  if (!waiters_.empty() || !head_waiters_.empty()) {
+    wake_ready(lock);
+  }
 }
 
 bool Fill::wait_retired(std::function<void()> wake) {
@@ -355,7 +381,35 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
         first_byte(first),
         cs(t.store_.options().chunk_size) {}
 
+  ~FillRunner() {
+    if (flush_timer != nullptr) {
+      event_free(flush_timer);
+    }
+  }
+
   std::uint64_t chunk_len(std::uint64_t c) const { return std::min(cs, head->size - c * cs); }
+
+  // Coalesced wake-ups (Fill::wait): clients left waiting with bytes to read are woken by a
+  // one-shot timer at most kWakeDelayMs later.
+  event* flush_timer = nullptr;
+  std::unique_ptr<std::weak_ptr<FillRunner>> flush_ctx;
+  void arm_flush() {
+    if (flush_timer == nullptr) {
+      flush_ctx = std::make_unique<std::weak_ptr<FillRunner>>(weak_from_this());
+      flush_timer = event_new(
+          table.fetch_.base(), -1, 0,
+          [](int, short, void* arg) {
+            if (auto self = static_cast<std::weak_ptr<FillRunner>*>(arg)->lock()) {
+              self->fill->flush();
+            }
+          },
+          flush_ctx.get());
+    }
+    if (!evtimer_pending(flush_timer, nullptr)) {
+      timeval tv{0, Fill::kWakeDelayMs * 1000};
+      evtimer_add(flush_timer, &tv);
+    }
+  }
   int max_attempts() const { return client->upstream().retries; }
 
   // ------------------------------------------------------------ start
@@ -845,7 +899,9 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
           return false;
         }
         filled[c] = static_cast<std::uint32_t>(in + n);
-        fill->progress(c, filled[c]);
+        if (fill->progress(c, filled[c])) {
+          arm_flush();
+        }
         if (filled[c] == chunk_len(c)) {
           state[c] = kDone;
           owner[c] = nullptr;

@@ -89,7 +89,14 @@ class Fill {
   bool wait_head(std::function<void()> wake);
   // Calls `wake` once the byte at `pos` is readable or the fill ended; also makes its chunk
   // urgent for the fetcher. False (nothing registered) when that is already the case.
-  bool wait(std::uint64_t pos, std::function<void()> wake);
+  // Wake-ups of a client reading along behind the fill are coalesced: it is woken once
+  // kWakeBytes are readable, its chunk is complete, or kWakeDelay passed since bytes became
+  // readable (a flush on the fetch loop), so fifty clients of one cold object cost a wake-up
+  // each per 256 KiB instead of one per network read. `eager` (a client that has sent no body
+  // byte yet) is woken by the first byte: time to first byte is never delayed.
+  bool wait(std::uint64_t pos, std::function<void()> wake, bool eager = false);
+  static constexpr std::uint64_t kWakeBytes = 256u << 10;
+  static constexpr int kWakeDelayMs = 5;
   // A client will read [first, last]: those chunks are fetched before any prefetching.
   void want(std::uint64_t first, std::uint64_t last);
   // Calls `wake` once this fill left the table (an ended fill stays until the disk thread has
@@ -101,16 +108,22 @@ class Fill {
  private:
   friend class FillTable;
   friend struct FillRunner;
+  friend class FillTestPeer;  // tests/proxy/fill_wake_test.cc drives the fetch side by hand
   explicit Fill(std::string cache_key) : cache_key_(std::move(cache_key)) {}
 
   // Fetch-side updates. Each wakes the waiters it satisfies (outside the lock).
   void set_head(std::shared_ptr<const ObjectHead> head, BodyFilePtr body, std::uint64_t chunk,
                 std::vector<std::uint32_t> filled);
-  void progress(std::uint64_t chunk, std::uint32_t filled);
+  // True when a waiter has bytes to read but was left for coalescing: call flush() within
+  // kWakeDelayMs.
+  bool progress(std::uint64_t chunk, std::uint32_t filled);
+  void flush();  // wakes every waiter that has something to read
   void end(Phase phase, bool not_modified, std::optional<s3::Error> error);
   void retire();
   std::uint64_t available_locked(std::uint64_t pos) const;
-  void wake_ready(std::unique_lock<std::mutex>& lock);
+  // Wakes the waiters that are due (with `force`: every one with a byte to read). Returns
+  // whether a waiter with bytes to read was left waiting.
+  bool wake_ready(std::unique_lock<std::mutex>& lock, bool force = true);
 
   const std::string cache_key_;
   mutable std::mutex mu_;
@@ -118,7 +131,12 @@ class Fill {
   std::uint64_t chunk_size_ = 0;
   std::vector<std::uint32_t> filled_;  // per chunk: bytes [0, filled) of the chunk are on disk
   std::vector<std::function<void()>> head_waiters_;
-  std::vector<std::pair<std::uint64_t, std::function<void()>>> waiters_;
+  struct Waiter {
+    std::uint64_t pos;
+    std::function<void()> wake;
+    bool eager;
+  };
+  std::vector<Waiter> waiters_;
   // Requests for the runner, drained on the fetch loop: (first chunk, last chunk, urgent).
   std::vector<std::tuple<std::uint64_t, std::uint64_t, bool>> wants_;
   std::function<void()> poke_;  // asks the runner (on the fetch loop) to look at wants_

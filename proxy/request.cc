@@ -558,7 +558,7 @@ void Request::pump() {
     }
     return;
   }
-  if (!entity_.fill->wait(need, wake)) {
+  if (!entity_.fill->wait(need, wake, /*eager=*/body_bytes_ == 0)) {
     wake();
   }
 }

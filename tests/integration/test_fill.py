@@ -300,3 +300,35 @@ def test_two_hundred_slow_readers_of_a_one_gib_object_stay_under_150_mb(rgw, buc
         s.close()
     assert sum(1 for n in received if n > 0) >= 190, "the readers were not being served"
     assert peak - base < 150 * 1024, f"RSS peaked at {peak} KiB (from {base}) with 200 slow readers"
+
+
+def test_a_client_reading_along_a_slow_fill_gets_bytes_long_before_the_chunk_is_complete(
+        rgw, bucket, make_tuskd, make_relay):
+    """Each byte is served as soon as it is on disk, not when its chunk is complete: wake-ups of
+    a client reading along are coalesced (256 KiB or 5 ms), never held for the chunk. One 8 MiB
+    chunk arrives at 1 MiB/s; the client must see it trickle in steadily."""
+    b = bucket()
+    size = 4 * MiB
+    data = blob(size, seed=41)
+    put(rgw, b, "trickle.img", data)
+    relay = make_relay("slow:1048576")
+    t = chunked_tuskd(make_tuskd, b, parallel=1, endpoint=relay.url)
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=30)
+    t0 = time.monotonic()
+    s.sendall(b"GET /images/trickle.img HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    got = b""
+    seen = []  # (seconds since request, bytes received so far incl. headers)
+    while chunk := s.recv(65536):
+        got += chunk
+        seen.append((time.monotonic() - t0, len(got)))
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert body == data, head
+    total = seen[-1][0]
+    assert total > 3.0, f"the relay should have made this take ~4 s, took {total:.1f}s"
+    # Half-way through the transfer the client holds roughly half the bytes, not none of them.
+    half = max(n for ts, n in seen if ts <= total / 2)
+    assert half >= size // 4, f"only {half} bytes after {total / 2:.1f}s of {total:.1f}s"
+    # And no gap between deliveries is anywhere near the chunk's fill time.
+    gaps = [b2[0] - a2[0] for a2, b2 in zip(seen, seen[1:])]
+    assert max(gaps) < 1.0, f"a {max(gaps):.2f}s pause in delivery"
