@@ -699,7 +699,8 @@ void write_through(evhttp_connection* conn) {
   // and an extra epoll_wait per small answer. A reply that fits the socket buffer (any small
   // hit) is written here instead, and libevent's "all written" callback runs at once: it ends
   // the request and re-arms reading, which disables the write event in the same loop round,
-  // so libevent's changelist cancels the enable and no epoll_ctl is made at all.
+  // so libevent's changelist cancels the enable (what is left per request is the one
+  // epoll_ctl of evhttp pausing and resuming reading, and no second loop round).
   // Safe with libevent 2.1's evhttp: the handler's callers do not touch the request or the
   // connection after it returns (evhttp_connection_done, "the request may have been freed"),
   // and bufferevent_trigger holds a reference on the bufferevent while a "Connection: close"
