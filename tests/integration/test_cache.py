@@ -14,6 +14,8 @@ from email.utils import format_datetime
 import pytest
 import requests
 
+from harness import Tuskd
+
 
 def put(rgw, bucket, key, data, **extra):
     rgw.s3("tusk").put_object(Bucket=bucket, Key=key, Body=data, **extra)
@@ -328,7 +330,7 @@ def test_one_gib_miss_streams_with_bounded_memory(rgw, bucket, make_tuskd, tmp):
                                Config=TransferConfig(multipart_chunksize=64 * 1024 * 1024))
     src.unlink()
     t = make_tuskd(b, cache={"dir": str(tmp / "bigcache"), "max_size": "2GiB",
-                             "chunk_size": "8MiB"})
+                             "chunk_size": "8MiB"}, env=Tuskd.rss_env())
     base = t.rss_baseline_kb()
     peak = [0]
     done = threading.Event()

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from harness import Tuskd
 from util import parse_multipart
 
 MiB = 1024 * 1024
@@ -269,7 +270,7 @@ def test_two_hundred_slow_readers_of_a_one_gib_object_stay_under_150_mb(rgw, buc
                                Config=TransferConfig(multipart_chunksize=64 * MiB))
     src.unlink()
     t = chunked_tuskd(make_tuskd, b, cache={"dir": str(tmp / "slowcache"), "max_size": "2GiB",
-                                            "chunk_size": "8MiB"})
+                                            "chunk_size": "8MiB"}, env=Tuskd.rss_env())
     base = t.rss_baseline_kb()
     stop = threading.Event()
     received = [0] * 200
