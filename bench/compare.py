@@ -5,6 +5,7 @@ serving local files: the physical limit), all in front of one radosgw on 127.0.0
   /usr/bin/python3 bench/compare.py --quick                 # smoke run, < 3 min
   /usr/bin/python3 bench/compare.py --out bench/RESULTS.md  # full run (~25 min)
   options: --scenarios 1,2,3,4,5,6  --rounds N  --tuskd PATH  --time-limit SEC  --keep
+           --contenders tuskd,nginx  --throttled 5   (side-by-side A/B runs of a few)
 
 Scenarios (contenders alternate within each one, the order rotating per round: ABCDE BCDEA ...,
 so that nobody always runs first or right after the same neighbour):
@@ -954,9 +955,19 @@ def main(argv=None) -> int:
     ap.add_argument("--contenders", default="tuskd,varnish,nginx,nginx-slice,static",
                     help="comma-separated subset, for quick A/B runs (the table needs all)")
     args = ap.parse_args(argv)
-    sel = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
-    if not sel or not set(sel) <= {1, 2, 3, 4, 5, 6}:
-        ap.error("--scenarios: numbers 1..6")
+
+    def subset(option: str, value: str, allowed: list, conv=str) -> list:
+        """The comma-separated `value` of `option` as a non-empty subset of `allowed`, in
+        `allowed`'s order."""
+        picked = {conv(x.strip()) for x in value.split(",") if x.strip()}
+        if not picked or not picked <= set(allowed):
+            ap.error(f"{option}: a subset of {','.join(map(str, allowed))}")
+        return [a for a in allowed if a in picked]
+
+    sel = subset("--scenarios", args.scenarios, [1, 2, 3, 4, 5, 6], int)
+    slow = subset("--throttled", args.throttled, [3, 4, 5], int)
+    order = subset("--contenders", args.contenders,
+                   ["tuskd", "varnish", "nginx", "nginx-slice", "static"])
     tuskd_src = Path(args.tuskd).resolve()
     if not os.access(tuskd_src, os.X_OK):
         ap.error(f"no executable tuskd at {tuskd_src}")
@@ -978,11 +989,6 @@ def main(argv=None) -> int:
     up = Upstream(procs, tmp, sizes)
     results: dict[tuple[str, int], dict[str, list[dict]]] = {}
     notes: list[str] = []
-    order = ["tuskd", "varnish", "nginx", "nginx-slice", "static"]
-    wanted = [x.strip() for x in args.contenders.split(",") if x.strip()]
-    if not wanted or not set(wanted) <= set(order):
-        ap.error(f"--contenders: a subset of {','.join(order)}")
-    order = [n for n in order if n in wanted]
     t_start = time.monotonic()
     status = 0
     log(f"temp dir {tmp}; time limit {limit:.0f}s; scenarios {sel}")
@@ -1000,9 +1006,6 @@ def main(argv=None) -> int:
         if direct:
             phases.append(("direct", direct, rounds_direct))
         if 6 in sel:
-            slow = sorted({int(x) for x in args.throttled.split(",") if x.strip()})
-            if not slow or not set(slow) <= {3, 4, 5}:
-                ap.error("--throttled: a subset of 3,4,5")
             phases.append(("throttled", slow, rounds_slow))
         cold_base = {3: "obj256", 4: "obj1g", 5: "obj1g"}
         copies = []

@@ -51,6 +51,28 @@ const char* cached_http_date(std::int64_t now) {
   return text.c_str();
 }
 
+void write_through(evhttp_connection* conn) {
+  // evhttp only queues a reply: it enables the write event, the next loop round finds the
+  // socket writable and writes, a third round disables the write event again — two epoll_ctl
+  // and an extra epoll_wait per small answer. A reply that fits the socket buffer (any small
+  // hit) is written here instead, and libevent's "all written" callback runs at once: it ends
+  // the request and re-arms reading, which disables the write event in the same loop round,
+  // so libevent's changelist cancels the enable (what is left per request is the one
+  // epoll_ctl of evhttp pausing and resuming reading, and no second loop round).
+  // Safe with libevent 2.1's evhttp: the handler's callers do not touch the request or the
+  // connection after it returns (evhttp_connection_done, "the request may have been freed"),
+  // and bufferevent_trigger holds a reference on the bufferevent while a "Connection: close"
+  // answer frees the connection inside it. Anything not written at once (a full socket
+  // buffer, an error) is left to the loop exactly as before.
+  bufferevent* bev = evhttp_connection_get_bufferevent(conn);
+  evbuffer* out = bufferevent_get_output(bev);
+  if (evbuffer_get_length(out) == 0 || evbuffer_write(out, bufferevent_getfd(bev)) <= 0 ||
+      evbuffer_get_length(out) != 0) {
+    return;
+  }
+  bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
+}
+
 }  // namespace
 
 void Request::handle(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot) {
@@ -371,7 +393,6 @@ Request::Next Request::deliver() {
       add_entity_headers(false);
       status_ = 304;
       reply(304, "Not Modified", nullptr);
-      finish(304);
       return Next::kDone;
     case Precondition::kFailed:
       synth(412, "Precondition Failed", "precondition failed\n");
@@ -426,7 +447,6 @@ Request::Next Request::deliver() {
   const char* reason = status_ == 200 ? "OK" : "Partial Content";
   if (head_only_ || length == 0) {
     reply(status_, reason, nullptr);
-    finish(status_);
     return Next::kDone;
   }
   if (entity_.bytes && !entity_.fill) {
@@ -444,7 +464,6 @@ Request::Next Request::deliver() {
     svc_.metrics.bytes_served(Source::kCache, evbuffer_get_length(buf));
     reply(status_, reason, buf);
     evbuffer_free(buf);
-    finish(status_);
     return Next::kDone;
   }
   if (entity_.fill) {
@@ -618,7 +637,6 @@ void Request::synth(int status, const std::string& reason, const std::string& bo
   }
   reply(status, reason.c_str(), buf);
   evbuffer_free(buf);
-  finish(status);
 }
 
 void Request::synth_upstream_error(const s3::Error& e) {
@@ -691,28 +709,7 @@ void Request::reply(int status, const char* reason, evbuffer* body) {
   if (conn != nullptr) {
     write_through(conn);
   }
-}
-
-void write_through(evhttp_connection* conn) {
-  // evhttp only queues a reply: it enables the write event, the next loop round finds the
-  // socket writable and writes, a third round disables the write event again — two epoll_ctl
-  // and an extra epoll_wait per small answer. A reply that fits the socket buffer (any small
-  // hit) is written here instead, and libevent's "all written" callback runs at once: it ends
-  // the request and re-arms reading, which disables the write event in the same loop round,
-  // so libevent's changelist cancels the enable (what is left per request is the one
-  // epoll_ctl of evhttp pausing and resuming reading, and no second loop round).
-  // Safe with libevent 2.1's evhttp: the handler's callers do not touch the request or the
-  // connection after it returns (evhttp_connection_done, "the request may have been freed"),
-  // and bufferevent_trigger holds a reference on the bufferevent while a "Connection: close"
-  // answer frees the connection inside it. Anything not written at once (a full socket
-  // buffer, an error) is left to the loop exactly as before.
-  bufferevent* bev = evhttp_connection_get_bufferevent(conn);
-  evbuffer* out = bufferevent_get_output(bev);
-  if (evbuffer_get_length(out) == 0 || evbuffer_write(out, bufferevent_getfd(bev)) <= 0 ||
-      evbuffer_get_length(out) != 0) {
-    return;
-  }
-  bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
+  finish(status);
 }
 
 void Request::abort_connection() {

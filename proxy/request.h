@@ -81,7 +81,8 @@ class Request : public std::enable_shared_from_this<Request> {
   void finish(int status);
   void abort_connection();
   evhttp_request* take_request();  // for the one final reply call
-  // The final reply with a complete body (or none): sends it and writes it out at once.
+  // The final reply with a complete body (or none): sends it, writes it out at once when it
+  // fits the socket, and finishes the request.
   void reply(int status, const char* reason, evbuffer* body);
   bool serve_stale_on_error();
   void remember_hot(const cache::Meta& meta, std::uint64_t epoch);
@@ -122,9 +123,5 @@ class Request : public std::enable_shared_from_this<Request> {
   std::uint64_t body_bytes_ = 0;
   int status_ = 0;
 };
-
-// Writes what evhttp queued on `conn` now, when all of it fits the socket, and lets evhttp
-// complete the reply at once (see request.cc). May free the connection (Connection: close).
-void write_through(evhttp_connection* conn);
 
 }  // namespace proxy
