@@ -1,6 +1,8 @@
-// Range header parsing by hand: the grammar is tiny and no Debian library exposes it.
+// Range header parsing by hand: the grammar is tiny and no Debian library exposes it. Fitting
+// sorts and merges, so the answer's size is bounded by the object's, not by the header's.
 #include "proxy/range.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "proxy/http_text.h"
@@ -23,6 +25,10 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
 }  // namespace
 
 std::optional<std::vector<RangeSpec>> parse_range(std::string_view header) {
+  if (header.size() > kMaxRangeHeader ||
+      static_cast<std::size_t>(std::count(header.begin(), header.end(), ',')) >= kMaxRangeParts) {
+    return std::nullopt;
+  }
   header = trim_ows(header);
   constexpr std::string_view kUnit = "bytes=";
   if (header.size() < kUnit.size()) {
@@ -72,9 +78,6 @@ std::optional<std::vector<RangeSpec>> parse_range(std::string_view header) {
         }
       }
       specs.push_back(spec);
-      if (specs.size() > kMaxRanges) {
-        return std::nullopt;
-      }
     }
     if (comma == std::string_view::npos) {
       break;
@@ -89,22 +92,51 @@ std::optional<std::vector<RangeSpec>> parse_range(std::string_view header) {
 
 RangeDecision resolve_ranges(const std::vector<RangeSpec>& specs, std::uint64_t size) {
   RangeDecision d;
+  if (specs.size() > kMaxRanges) {
+    return d;  // kFull
+  }
+  std::vector<ByteSpan>& spans = d.spans;
+  spans.reserve(specs.size());
   for (const RangeSpec& s : specs) {
     if (s.suffix) {
       if (s.first == 0 || size == 0) {
         continue;  // "-0" selects nothing
       }
       std::uint64_t n = s.first < size ? s.first : size;
-      d.spans.push_back({size - n, size - 1});
+      spans.push_back({size - n, size - 1});
     } else {
       if (s.first >= size) {
         continue;
       }
       std::uint64_t last = s.last && *s.last < size ? *s.last : size - 1;
-      d.spans.push_back({s.first, last});
+      spans.push_back({s.first, last});
     }
   }
-  d.kind = d.spans.empty() ? RangeKind::kUnsatisfiable : RangeKind::kPartial;
+  if (spans.empty()) {
+    d.kind = RangeKind::kUnsatisfiable;
+    return d;
+  }
+  std::sort(spans.begin(), spans.end(),
+            [](const ByteSpan& a, const ByteSpan& b) { return a.first < b.first; });
+  std::size_t kept = 0;  // merged in place: spans[0, kept] are final
+  for (std::size_t i = 1; i < spans.size(); ++i) {
+    // last < size, so last + 1 cannot overflow.
+    if (spans[i].first <= spans[kept].last + 1) {
+      spans[kept].last = std::max(spans[kept].last, spans[i].last);
+    } else {
+      spans[++kept] = spans[i];
+    }
+  }
+  spans.resize(kept + 1);
+  std::uint64_t total = 0;
+  for (const ByteSpan& s : spans) {
+    total += s.length();  // disjoint parts of the object: at most size
+  }
+  if (spans.size() > 1 && kMultipartPartOverhead * spans.size() > size - total) {
+    spans.clear();
+    return d;  // kFull: the multipart answer would not be smaller than the object
+  }
+  d.kind = RangeKind::kPartial;
   return d;
 }
 
