@@ -20,6 +20,8 @@
 #include <limits>
 #include <list>
 
+#include "s3/printable.h"
+
 namespace proxy {
 
 // ---------------------------------------------------------------- DiskQueue
@@ -350,6 +352,7 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
   std::string upstream_name;
   std::string bucket;
   std::string key;
+  std::string object;  // "bucket/key" for log lines: the key is the client's, so escaped
   s3::Client* client;
   FillSeed seed;
   std::uint64_t first_byte;
@@ -376,6 +379,7 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
         upstream_name(target.upstream),
         bucket(target.bucket),
         key(target.key),
+        object(s3::printable(target.bucket + "/" + target.key)),
         client(c),
         seed(std::move(s)),
         first_byte(first),
@@ -541,8 +545,8 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
       if (is_tarball_key(key)) {
         // A gzip tarball uploaded with Content-Encoding: gzip: clients would gunzip it and the
         // eustore checksum would fail. The bytes are the tarball; the coding is a mistake.
-        spdlog::warn("dropping 'Content-Encoding: {}' of tarball {}/{}: the bytes are served as is",
-                     enc, bucket, key);
+        spdlog::warn("dropping 'Content-Encoding: {}' of tarball {}: the bytes are served as is",
+                     s3::printable(enc), object);
       } else {
         obj->replay.emplace_back("Content-Encoding", enc);
       }
@@ -567,8 +571,7 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
         obj->stored = true;
         obj->generation = generation;
       } else {
-        spdlog::warn("not caching {}/{} ({} bytes): {}", bucket, key, size,
-                     created.error().message);
+        spdlog::warn("not caching {} ({} bytes): {}", object, size, created.error().message);
       }
     }
     if (wfd < 0) {
@@ -783,7 +786,7 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
       // Walrus: 200 with a unit-less Content-Range whose total cannot be trusted. Learn the
       // size from a HEAD, then fetch ranges accepting this form when it is exact.
       spdlog::info("upstream '{}' answers ranges the Walrus way (200 + '{}'); using HEAD for sizes",
-                   upstream_name, cr_text);
+                   upstream_name, s3::printable(cr_text));
       table.set_range_mode(upstream_name, RangeMode::kWalrus);
       launch_after(seg, Segment::Kind::kProbeHead);
       return false;
@@ -802,8 +805,8 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
       return true;
     }
     if (h.status == 206 || h.status == 200) {
-      fail(local_error("upstream answered the range probe with an unusable range: '" + cr_text +
-                       "'"));
+      fail(local_error("upstream answered the range probe with an unusable range: '" +
+                       s3::printable(cr_text) + "'"));
       return false;
     }
     fail(local_error("unexpected status " + std::to_string(h.status) + " to the range probe"));
@@ -826,7 +829,7 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
       return false;
     }
     fail(local_error("upstream answered a ranged GET with another range: '" +
-                     h.header("content-range") + "'"));
+                     s3::printable(h.header("content-range")) + "'"));
     return false;
   }
 
@@ -1016,11 +1019,11 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
         seg->next = c * cs + filled[c];
       }
       table.metrics_.resumed_fill();
-      spdlog::warn("fill of {}/{} broke at byte {} ({}); resuming (attempt {})", bucket, key,
-                   seg->next, e.message, seg->attempts);
-    } else {
-      spdlog::warn("upstream request for {}/{} failed ({}); retrying (attempt {})", bucket, key,
+      spdlog::warn("fill of {} broke at byte {} ({}); resuming (attempt {})", object, seg->next,
                    e.message, seg->attempts);
+    } else {
+      spdlog::warn("upstream request for {} failed ({}); retrying (attempt {})", object, e.message,
+                   seg->attempts);
     }
     seg->transfer = s3::Transfer();
     // Exponential backoff: 100 ms, 200 ms, 400 ms, ... capped at 5 s.
@@ -1161,8 +1164,7 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
     if (ended) {
       return;
     }
-    spdlog::warn("fill of {}/{} from upstream '{}' failed: {}", bucket, key, upstream_name,
-                 e.message);
+    spdlog::warn("fill of {} from upstream '{}' failed: {}", object, upstream_name, e.message);
     if (head && head->stored) {
       // Nothing partial or mixed stays behind: the generation is dropped whole.
       (void)table.store_.remove(fill->cache_key());

@@ -19,6 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "s3/printable.h"
+
 namespace s3 {
 namespace {
 
@@ -565,7 +567,8 @@ Error curl_error(CURLcode rc, const char* errbuf) {
   }
   e.message = std::string("upstream ") + errc_name(e.code) + ": " + curl_easy_strerror(rc);
   if (errbuf[0] != '\0') {
-    e.message += std::string(" (") + errbuf + ")";
+    // curl's own words, but they quote the peer (a certificate's subject, a reason it sent).
+    e.message += " (" + printable(errbuf) + ")";
   }
   return e;
 }
@@ -576,20 +579,21 @@ Error http_error(const ResponseHead& head, const std::string& reason, const std:
   XmlError x = parse_error_xml(body);
   e.s3_code = x.code;
   e.code = classify(e.http_status, x.code);
+  // Everything quoted from the answer is the upstream's text: escaped and bounded for the logs.
   e.message = "upstream " + std::to_string(e.http_status);
   if (!x.code.empty()) {
-    e.message += " " + x.code;
+    e.message += " " + printable(x.code);
     if (!x.message.empty()) {
-      e.message += ": " + x.message;
+      e.message += ": " + printable(x.message);
     }
     if (!x.region.empty()) {
-      e.message += " (region " + x.region + ")";
+      e.message += " (region " + printable(x.region) + ")";
     }
   } else if (!reason.empty()) {
-    e.message += " " + reason;
+    e.message += " " + printable(reason);
   }
   if (e.http_status >= 300 && e.http_status < 400) {
-    e.message += "; redirect to " + head.header("Location") + " not followed";
+    e.message += "; redirect to " + printable(head.header("Location")) + " not followed";
   }
   return e;
 }

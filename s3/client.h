@@ -42,7 +42,9 @@ struct Error {
   Errc code = Errc::kProtocol;
   int http_status = 0;  // 0 when no response was received
   std::string s3_code;  // <Code> of the S3 XML error body, e.g. "SignatureDoesNotMatch"
-  std::string message;  // human readable, never contains a secret
+  // Human readable, one line, never contains a secret. Text quoted from the upstream (S3 error
+  // message, reason phrase, Location, curl's error detail) is escaped with s3::printable.
+  std::string message;
 };
 
 struct ByteRange {

@@ -94,3 +94,21 @@ def test_oversized_range_headers_are_ignored(served):
         r = get_range(t, header)
         assert r.status_code == 200, header[:40]
         assert r.content == data
+
+
+# ---------------------------------------------------------------- log lines
+
+
+def test_a_long_invalid_utf8_key_is_logged_escaped_and_bounded(bucket, make_tuskd):
+    b = bucket()
+    t = make_tuskd(b)
+    key = "%ff%c0%af" + "k" * 2000
+    r = t.get("/images/" + key)
+    assert r.status_code == 502, r.status_code  # radosgw: 400 InvalidObjectName
+    lines = [ln for ln in t.log_path.read_bytes().splitlines() if b"fill of " + b.encode() in ln]
+    assert lines, t.log()
+    for line in lines:
+        assert b"\\xFF\\xC0\\xAFkkk" in line, line[:300]
+        assert b"\xff" not in line and b"\xc0" not in line
+        assert b"...(+" in line
+        assert len(line) < 1000, len(line)

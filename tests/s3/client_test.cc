@@ -6,7 +6,6 @@
 #include "s3/client.h"
 
 #include <arpa/inet.h>
-#include <csignal>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -21,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -168,6 +168,12 @@ class TestServer {
     } else if (ends_with(path, "/changed")) {
       reply(req, 412, "Precondition Failed",
             xml_error("PreconditionFailed", "At least one of the preconditions failed"));
+    } else if (ends_with(path, "/hostile")) {
+      // An upstream (or something in between) whose error text would forge log lines.
+      reply(req, 500, "Internal Server Error",
+            xml_error(
+                "Evil\nCode",
+                ("line one\n2026-01-01 [error] forged\x1b[2J\\" + std::string(2000, 'A')).c_str()));
     } else if (ends_with(path, "/broken")) {
       reply(req, 503, "Service Unavailable", "not xml at all", "text/plain");
     } else if (ends_with(path, "/redirect")) {
@@ -523,6 +529,21 @@ TEST_F(ClientTest, S3XmlErrorsAreClassified) {
   EXPECT_NE(o.done->error().message.find("http://elsewhere.example.com/b/redirect"),
             std::string::npos);
   EXPECT_EQ(server_.seen().size(), 8u);  // the redirect was not followed
+}
+
+TEST_F(ClientTest, UpstreamTextInErrorsIsEscapedAndBounded) {
+  client();
+  Outcome o = fetch(get("hostile"));
+  ASSERT_TRUE(o.done && !o.done->has_value());
+  const Error& e = o.done->error();
+  EXPECT_EQ(e.code, Errc::kServer);
+  EXPECT_EQ(e.s3_code, "Evil\nCode");  // the raw code stays available to the caller
+  EXPECT_EQ(e.message.find('\n'), std::string::npos) << e.message;
+  EXPECT_EQ(e.message.find('\x1b'), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("Evil\\x0ACode: line one\\x0A2026-01-01"), std::string::npos)
+      << e.message;
+  EXPECT_NE(e.message.find("...(+"), std::string::npos) << e.message;
+  EXPECT_LT(e.message.size(), 600u) << e.message;
 }
 
 TEST(Classify, Table) {
