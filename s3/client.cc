@@ -114,6 +114,8 @@ const char* errc_name(Errc e) {
       return "range_not_satisfiable";
     case Errc::kRefused:
       return "refused";
+    case Errc::kTls:
+      return "tls";
     case Errc::kTimeout:
       return "timeout";
     case Errc::kProtocol:
@@ -537,25 +539,49 @@ void Client::Impl::cancel(const std::shared_ptr<Transfer::State>& st) {
 
 namespace {
 
-Error curl_error(CURLcode rc, const char* errbuf) {
+// TLS failures that trying again cannot heal: the upstream's certificate does not verify against
+// our trust store (or our pin, CRL, issuer), or the local TLS setup (CA file, ciphers, engine) is
+// wrong. A handshake that merely broke off (CURLE_SSL_CONNECT_ERROR) may be transient and is not
+// here. nullptr for every other code; else what failed, for the message.
+const char* permanent_tls_failure(CURLcode rc) {
+  switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+      return "TLS certificate verification failed";
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CLIENTCERT:
+      return "TLS setup failed";
+    default:
+      return nullptr;
+  }
+}
+
+// `host` is the endpoint's authority, named in TLS messages (the certificate was for it).
+Error curl_error(CURLcode rc, const char* errbuf, std::string_view host) {
   Error e;
+  std::string detail = curl_easy_strerror(rc);
+  if (errbuf[0] != '\0') {
+    // curl's own words, but they quote the peer (a certificate's subject, a reason it sent).
+    detail += " (" + printable(errbuf) + ")";
+  }
+  if (const char* tls = permanent_tls_failure(rc)) {
+    e.code = Errc::kTls;
+    e.message = std::string(tls) + " for " + printable(host) + ": " + detail;
+    return e;
+  }
   switch (rc) {
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CLIENTCERT:
       e.code = Errc::kRefused;
       break;
     case CURLE_OPERATION_TIMEDOUT:
@@ -565,11 +591,7 @@ Error curl_error(CURLcode rc, const char* errbuf) {
       e.code = Errc::kProtocol;  // PARTIAL_FILE, RECV_ERROR, GOT_NOTHING, ...
       break;
   }
-  e.message = std::string("upstream ") + errc_name(e.code) + ": " + curl_easy_strerror(rc);
-  if (errbuf[0] != '\0') {
-    // curl's own words, but they quote the peer (a certificate's subject, a reason it sent).
-    e.message += " (" + printable(errbuf) + ")";
-  }
+  e.message = std::string("upstream ") + errc_name(e.code) + ": " + detail;
   return e;
 }
 
@@ -621,7 +643,7 @@ void Client::Impl::finish(const std::shared_ptr<Transfer::State>& st, CURLcode r
     // the error body was cut short.
     result = conf::unexpected(http_error(st->head, st->reason, st->error_body));
   } else if (rc != CURLE_OK) {
-    Error e = curl_error(rc, st->errbuf);
+    Error e = curl_error(rc, st->errbuf, split_url(upstream.endpoint).authority);
     e.http_status = st->head.status;
     result = conf::unexpected(std::move(e));
   }

@@ -29,7 +29,8 @@ enum class Errc {
   kAuth,                 // 403 SignatureDoesNotMatch / InvalidAccessKeyId / RequestTimeTooSkewed
   kPreconditionFailed,   // 412 (If-Match no longer matches: the object changed)
   kRangeNotSatisfiable,  // 416
-  kRefused,              // TCP connect refused / DNS failure / TLS failure
+  kRefused,              // TCP connect refused / DNS failure / TLS handshake broken off
+  kTls,                  // certificate verification or local TLS setup failed: permanent
   kTimeout,              // connect timeout, or no byte for stall_timeout
   kProtocol,             // malformed response, short body, lying Content-Length/Range
   kServer,               // 5xx

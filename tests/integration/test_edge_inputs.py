@@ -112,3 +112,69 @@ def test_a_long_invalid_utf8_key_is_logged_escaped_and_bounded(bucket, make_tusk
         assert b"\xff" not in line and b"\xc0" not in line
         assert b"...(+" in line
         assert len(line) < 1000, len(line)
+
+
+# ---------------------------------------------------------------- TLS
+
+
+class SelfSignedServer:
+    """A TLS listener on 127.0.0.1 with a freshly made self-signed certificate. Counts accepted
+    TCP connections and handshakes attempted; speaks no HTTP (no handshake can succeed against a
+    verifying client)."""
+
+    def __init__(self, workdir):
+        self.cert = str(workdir / "cert.pem")
+        key = str(workdir / "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", self.cert], check=True, capture_output=True)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.handshake_errors: list[str] = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.settimeout(5)
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError) as e:
+                self.handshake_errors.append(str(e))
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def self_signed(tmp):
+    d = tmp / "tls"
+    d.mkdir()
+    s = SelfSignedServer(d)
+    yield s
+    s.stop()
+
+
+def test_tls_verification_failure_is_a_502_after_one_attempt(self_signed, make_tuskd):
+    t = make_tuskd(endpoint=f"https://127.0.0.1:{self_signed.port}", user=None,
+                   upstream={"retries": 3, "tls_verify": True})
+    r = t.get("/images/anything.img")
+    assert r.status_code == 502, r.text
+    time.sleep(1)  # backoff would have retried within 100 + 200 + 400 ms
+    assert self_signed.accepted == 1, (self_signed.accepted, self_signed.handshake_errors)
+    assert t.metric("tusk_upstream_errors_total", kind="tls") == 1
+    wait_until(lambda: "TLS certificate verification failed for 127.0.0.1:%d" % self_signed.port
+               in t.log(), 5, what="the TLS failure in the log")
+    assert "retrying" not in t.log()

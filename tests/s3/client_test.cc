@@ -312,6 +312,14 @@ class ClientTest : public ::testing::Test {
     client_ = std::move(c.value());
     return *client_;
   }
+  // An https:// endpoint on the plain HTTP test server: curl connects, then TLS fails.
+  Client& https_client(std::string ca_file = "") {
+    conf::Upstream u = upstream(conf::Signature::kV4);
+    u.endpoint = "https://127.0.0.1:" + std::to_string(server_.port());
+    u.ca_file = std::move(ca_file);
+    client_ = std::move(Client::create(base_, u).value());
+    return *client_;
+  }
   Outcome fetch(Request req) {
     Outcome o;
     Transfer t = client_->start(std::move(req), recorder(o));
@@ -546,6 +554,30 @@ TEST_F(ClientTest, UpstreamTextInErrorsIsEscapedAndBounded) {
   EXPECT_LT(e.message.size(), 600u) << e.message;
 }
 
+TEST_F(ClientTest, BadCaFileIsAPermanentTlsError) {
+  // curl connects, then cannot load the CA bundle: no retry can fix that.
+  https_client("/nonexistent/tusk-test-ca.pem");
+  Outcome o = fetch(get("k"));
+  ASSERT_TRUE(o.done && !o.done->has_value());
+  const Error& e = o.done->error();
+  EXPECT_EQ(e.code, Errc::kTls) << e.message;
+  EXPECT_EQ(e.message.rfind("TLS certificate verification failed for 127.0.0.1:" +
+                                std::to_string(server_.port()) + ": ",
+                            0),
+            0u)
+      << e.message;
+  EXPECT_EQ(o.head_calls, 0);
+}
+
+TEST_F(ClientTest, BrokenTlsHandshakeIsNotPermanent) {
+  // A plain HTTP server answers the ClientHello with garbage: a handshake failure that says
+  // nothing about certificates stays kRefused (retried by fills).
+  https_client();
+  Outcome o = fetch(get("k"));
+  ASSERT_TRUE(o.done && !o.done->has_value());
+  EXPECT_EQ(o.done->error().code, Errc::kRefused) << o.done->error().message;
+}
+
 TEST(Classify, Table) {
   EXPECT_EQ(classify(404, ""), Errc::kNotFound);
   EXPECT_EQ(classify(403, "NoSuchBucket"), Errc::kNotFound);
@@ -559,6 +591,7 @@ TEST(Classify, Table) {
   EXPECT_EQ(classify(400, "InvalidArgument"), Errc::kHttp);
   EXPECT_STREQ(errc_name(Errc::kPreconditionFailed), "precondition_failed");
   EXPECT_STREQ(errc_name(Errc::kCancelled), "cancelled");
+  EXPECT_STREQ(errc_name(Errc::kTls), "tls");
 }
 
 TEST(ParseErrorXml, Table) {
