@@ -7,6 +7,7 @@
 #include "conf/config.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -350,6 +351,7 @@ Done require(const Value& v, const std::set<std::string>& seen, std::string_view
 struct Context {
   const EnvLookup& env;
   const std::string& base_dir;
+  std::vector<Fault>& warnings;  // collected while reading; load_string names the file
 };
 
 Done set_listen_list(const Value& v, std::vector<std::string>& out) {
@@ -580,6 +582,20 @@ std::string env_name(const std::string& upstream, std::string_view suffix) {
   return name;
 }
 
+// A secret in a file that group or others may use is still read (refusing would take a running
+// service down over a chmod), but the operator is told, as ssh does for private keys.
+void warn_if_open_to_others(const Value& v, const Context& ctx, const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) {
+    return;
+  }
+  const char* how = (st.st_mode & 044) ? "readable" : (st.st_mode & 022) ? "writable" : "usable";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  ctx.warnings.push_back(
+      v.fail("key file '" + path + "' is " + how + " by others (mode " + mode + "); chmod 600 it"));
+}
+
 // Reads one key from the file named at `v`. `found` tells the caller that the environment must
 // not be consulted even though the key is still to be checked for emptiness.
 Done set_key_from_file(const Value& v, const Context& ctx, std::string& out, bool& found) {
@@ -600,6 +616,7 @@ Done set_key_from_file(const Value& v, const Context& ctx, std::string& out, boo
     return unexpected(v.fail("key file '" + path + "' is empty"));
   }
   found = true;
+  warn_if_open_to_others(v, ctx, path);
   return {};
 }
 
@@ -1149,12 +1166,16 @@ Result<Config, ConfigError> load_string(std::string_view yaml, const std::string
       return error(fault_at(docs[1].Mark(),
                             "expected one YAML document, found " + std::to_string(docs.size())));
     }
-    const Context ctx{env, base_dir};
+    std::vector<Fault> warnings;
+    const Context ctx{env, base_dir, warnings};
     auto config = read_config(docs.empty() ? YAML::Node() : docs.front(), ctx);
     if (!config) {
       return error(std::move(config).error());
     }
     config->source = name;
+    for (Fault& w : warnings) {
+      config->warnings.push_back(ConfigError{name, w.line, w.column, std::move(w.message)}.str());
+    }
     return std::move(config).value();
   } catch (const YAML::Exception& e) {
     return error(fault_at(e.mark, "YAML error: " + e.msg));

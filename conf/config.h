@@ -91,6 +91,9 @@ struct Config {
   std::map<std::string, Upstream> upstreams;
   std::vector<Route> routes;
   std::string source;  // file it came from
+  // Accepted, but worth an operator's attention (a key file others can read), each in the
+  // errors' "file:line:column: message" form. Never contains a key. tuskd logs them at start.
+  std::vector<std::string> warnings;
 };
 
 struct ConfigError {
@@ -113,6 +116,8 @@ EnvLookup process_env();
 // the config file's directory (load_file) or `base_dir` (load_string; "." leaves them as written).
 // Keys come from *_key_file (whole file minus one trailing "\n" or "\r\n") or, when that key is
 // absent, from TUSK_<NAME>_ACCESS_KEY / TUSK_<NAME>_SECRET_KEY (NAME uppercased, non-alnum -> '_').
+// A key file whose mode grants group or others any permission is accepted with a warning in
+// Config::warnings (as ssh does for its private keys, but without refusing).
 // Never throws. `env` is only called during the call.
 Result<Config, ConfigError> load_file(const std::string& path, const EnvLookup& env = process_env());
 Result<Config, ConfigError> load_string(std::string_view yaml, const std::string& name,

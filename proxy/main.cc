@@ -176,6 +176,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", cfg.error().str().c_str());
       return 1;
     }
+    for (const std::string& w : cfg->warnings) {
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
     std::printf("%s: OK (%zu upstreams, %zu routes)\n", check_path.c_str(), cfg->upstreams.size(),
                 cfg->routes.size());
     return 0;
@@ -188,6 +191,9 @@ int main(int argc, char** argv) {
   if (!cfg) {
     std::fprintf(stderr, "%s\n", cfg.error().str().c_str());
     return 1;
+  }
+  for (const std::string& w : cfg->warnings) {
+    spdlog::warn("{}", w);
   }
   return serve(*cfg);
 }

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -917,6 +918,66 @@ TEST(KeyFileTest, SecretsNeverAppearInErrors) {
   }
 }
 
+// A key file others may use loads, with a warning naming the file, its mode and the fix (as ssh
+// words it), at the place the file is named; never the key.
+TEST(KeyFileTest, KeyFileOpenToOthersWarns) {
+  const std::string kAccess = "ACCESS-SENTINEL";
+  const std::string kSecret = "SECRET-SENTINEL";
+  TempDir dir;
+  const std::string ak = dir.write("ak", kAccess + "\n");
+  const std::string sk = dir.write("sk", kSecret + "\n");
+  const std::string yaml =
+      "upstreams:\n  u:\n    endpoint: http://h\n    access_key_file: ak\n"
+      "    secret_key_file: sk\n";
+  const struct {
+    mode_t access_mode;
+    mode_t secret_mode;
+    std::vector<std::string> warnings;
+  } kCases[] = {
+      {0600, 0600, {}},
+      {0400, 0400, {}},
+      {0700, 0600, {}},
+      {0644,
+       0600,
+       {"test.yaml:4:22: upstreams.u.access_key_file: key file '" + ak +
+        "' is readable by others (mode 0644); chmod 600 it"}},
+      {0600,
+       0640,
+       {"test.yaml:5:22: upstreams.u.secret_key_file: key file '" + sk +
+        "' is readable by others (mode 0640); chmod 600 it"}},
+      {0620,
+       0604,
+       {"test.yaml:4:22: upstreams.u.access_key_file: key file '" + ak +
+            "' is writable by others (mode 0620); chmod 600 it",
+        "test.yaml:5:22: upstreams.u.secret_key_file: key file '" + sk +
+            "' is readable by others (mode 0604); chmod 600 it"}},
+      {0601,
+       0600,
+       {"test.yaml:4:22: upstreams.u.access_key_file: key file '" + ak +
+        "' is usable by others (mode 0601); chmod 600 it"}},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(std::to_string(c.access_mode) + " " + std::to_string(c.secret_mode));
+    ASSERT_EQ(chmod(ak.c_str(), c.access_mode), 0);
+    ASSERT_EQ(chmod(sk.c_str(), c.secret_mode), 0);
+    auto r = load(yaml, env_of({}), dir.path());
+    ASSERT_TRUE(r) << r.error().str();  // accepted: a warning, not an error
+    EXPECT_EQ(r->upstreams.at("u").access_key, kAccess);
+    EXPECT_EQ(r->warnings, c.warnings);
+    for (const std::string& w : r->warnings) {
+      EXPECT_EQ(w.find(kAccess), std::string::npos) << w;
+      EXPECT_EQ(w.find(kSecret), std::string::npos) << w;
+    }
+  }
+}
+
+TEST(KeyFileTest, KeysFromTheEnvironmentNeverWarn) {
+  auto r = load("upstreams:\n  u:\n    endpoint: http://h\n",
+                env_of({{"TUSK_U_ACCESS_KEY", "A"}, {"TUSK_U_SECRET_KEY", "S"}}));
+  ASSERT_TRUE(r) << r.error().str();
+  EXPECT_TRUE(r->warnings.empty());
+}
+
 // ---- load_file ----
 
 TEST(LoadFileTest, UnreadableFileNamesPathAndErrno) {
@@ -944,6 +1005,22 @@ TEST(LoadFileTest, ErrorsNameTheFile) {
   auto r = load_file(path, env_of({}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().str(), path + ":2:13: fill.parallel: must be between 1 and 64, got '100'");
+}
+
+TEST(LoadFileTest, WarningsNameTheFile) {
+  TempDir dir;
+  const std::string ak = dir.write("ak", "A\n");
+  const std::string sk = dir.write("sk", "S\n");
+  ASSERT_EQ(chmod(ak.c_str(), 0600), 0);
+  ASSERT_EQ(chmod(sk.c_str(), 0644), 0);
+  const std::string path = dir.write(
+      "tusk.yaml",
+      "upstreams:\n  u: { endpoint: \"http://h\", access_key_file: ak, secret_key_file: sk }\n");
+  auto r = load_file(path, env_of({}));
+  ASSERT_TRUE(r) << r.error().str();
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_EQ(r->warnings[0], path + ":2:68: upstreams.u.secret_key_file: key file '" + sk +
+                                "' is readable by others (mode 0644); chmod 600 it");
 }
 
 TEST(LoadFileTest, RelativePathsResolveNextToTheFile) {

@@ -114,6 +114,46 @@ def test_a_long_invalid_utf8_key_is_logged_escaped_and_bounded(bucket, make_tusk
         assert len(line) < 1000, len(line)
 
 
+# ---------------------------------------------------------------- key file modes
+
+
+def key_files(t):
+    up = t.config["upstreams"]["rgw"]
+    return up["access_key_file"], up["secret_key_file"]
+
+
+def test_key_file_readable_by_others_warns_at_start(bucket, make_tuskd, rgw):
+    b = bucket()
+    t = make_tuskd(b, start=False)
+    access, secret = key_files(t)
+    os.chmod(secret, 0o644)
+    t.start()
+    log = t.log()
+    assert f"key file '{secret}' is readable by others (mode 0644); chmod 600 it" in log, log
+    assert "warn" in next(ln for ln in log.splitlines() if "is readable by others" in ln)
+    assert access not in log
+    for k in rgw.keys("tusk"):
+        assert k not in log
+    # Served all the same.
+    put(rgw, b, "x", b"x")
+    assert t.get("/images/x").content == b"x"
+    # --check-config says it too, and still passes.
+    out = subprocess.run([t.binary, "--check-config", str(t.config_path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "warning: " in out.stderr and "chmod 600 it" in out.stderr, out.stderr
+
+
+def test_private_key_files_give_no_warning(bucket, make_tuskd):
+    t = make_tuskd(bucket())  # the harness writes key files with mode 0600
+    for path in key_files(t):
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    assert "key file" not in t.log()
+    out = subprocess.run([t.binary, "--check-config", str(t.config_path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
 # ---------------------------------------------------------------- TLS
 
 
