@@ -102,7 +102,7 @@ def test_oversized_range_headers_are_ignored(served):
 def test_a_long_invalid_utf8_key_is_logged_escaped_and_bounded(bucket, make_tuskd):
     b = bucket()
     t = make_tuskd(b)
-    key = "%ff%c0%af" + "k" * 2000
+    key = "%ff%c0%af" + "k" * 1000  # S3's limit is 1024 bytes: tuskd answers 414 above it
     r = t.get("/images/" + key)
     assert r.status_code == 502, r.status_code  # radosgw: 400 InvalidObjectName
     lines = [ln for ln in t.log_path.read_bytes().splitlines() if b"fill of " + b.encode() in ln]
