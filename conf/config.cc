@@ -401,6 +401,20 @@ Done read_server(const Value& v, Server& out) {
               [&](const Value& f) { return set_int(f, 1, 1000000, out.max_connections); }},
              {"idle_timeout",
               [&](const Value& f) { return set_seconds(f, Zero::kRejected, out.idle_timeout); }},
+             {"header_timeout",
+              [&](const Value& f) { return set_seconds(f, Zero::kRejected, out.header_timeout); }},
+             {"send_timeout",
+              [&](const Value& f) { return set_seconds(f, Zero::kRejected, out.send_timeout); }},
+             {"max_header_size",
+              [&](const Value& f) -> Done {
+                if (auto r = set_size(f, out.max_header_size); !r) {
+                  return r;
+                }
+                if (out.max_header_size < 1024 || out.max_header_size > (1u << 20)) {
+                  return unexpected(f.fail("must be between 1KiB and 1MiB"));
+                }
+                return Done{};
+              }},
          });
 }
 

@@ -45,9 +45,9 @@ struct Route {
   std::string host;  // empty: any Host; else matched case-insensitively, port ignored
   std::string upstream;
   std::string bucket;
-  std::string key;         // exact routes only
-  std::string key_prefix;  // prefix routes: prepended to the remainder
-  Seconds ttl{3600};       // freshness when the origin says nothing
+  std::string key;            // exact routes only
+  std::string key_prefix;     // prefix routes: prepended to the remainder
+  Seconds ttl{3600};          // freshness when the origin says nothing
   bool ttl_override = false;  // true: ignore the origin's freshness headers, always use ttl
   Seconds grace{0};           // serve stale this long when the upstream fails
   Prefetch prefetch = Prefetch::kWhole;
@@ -56,9 +56,12 @@ struct Route {
 
 struct Server {
   std::vector<std::string> listen{"127.0.0.1:8080"};  // host:port, [v6]:port
-  int workers = 0;                                     // 0: one per core
-  int max_connections = 10000;
-  Seconds idle_timeout{60};
+  int workers = 0;                                    // 0: one per core
+  int max_connections = 10000;  // open client connections, all workers together
+  Seconds idle_timeout{60};     // keep-alive: no request begun for this long closes
+  Seconds header_timeout{10};   // a whole request head (and its small body) must arrive in this
+  Seconds send_timeout{60};     // a client that takes no response byte for this long is closed
+  std::uint64_t max_header_size = 32 * 1024;  // request line + header fields
 };
 
 struct Admin {
@@ -119,7 +122,8 @@ EnvLookup process_env();
 // A key file whose mode grants group or others any permission is accepted with a warning in
 // Config::warnings (as ssh does for its private keys, but without refusing).
 // Never throws. `env` is only called during the call.
-Result<Config, ConfigError> load_file(const std::string& path, const EnvLookup& env = process_env());
+Result<Config, ConfigError> load_file(const std::string& path,
+                                      const EnvLookup& env = process_env());
 Result<Config, ConfigError> load_string(std::string_view yaml, const std::string& name,
                                         const EnvLookup& env = process_env(),
                                         const std::string& base_dir = ".");

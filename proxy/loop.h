@@ -34,6 +34,10 @@ class EventLoop {
   // Asks the loop to exit after the current iteration; joins when started with start().
   void stop();
 
+  // After stop(): runs what was posted before it, on the calling thread (the loop's owner
+  // tearing down), so that no posted closure outlives what it points to.
+  void run_pending() { drain(); }
+
   // Queues `fn` to run on the loop thread. Safe from any thread, including the loop's own.
   void post(std::function<void()> fn);
 

@@ -75,6 +75,28 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
            .Help("Objects being filled (a completed fill counts until its chunks are durable)")
            .Register(r)
            .Add({});
+  auto& conns = BuildCounter()
+                    .Name("tusk_connections_total")
+                    .Help(
+                        "Client connections by event: accepted; refused at max_connections; "
+                        "reaped (idle, closed to admit a new one); header_timeout; "
+                        "send_timeout; bad_request (malformed head, answered and closed)")
+                    .Register(r);
+  const char* events[] = {"accepted",       "refused",      "reaped",
+                          "header_timeout", "send_timeout", "bad_request"};
+  for (int i = 0; i < 6; ++i) {
+    conn_events_[i] = &conns.Add({{"event", events[i]}});
+  }
+  accept_errors_ = &BuildCounter()
+                        .Name("tusk_accept_errors_total")
+                        .Help("accept() failures (out of descriptors): accepting pauses briefly")
+                        .Register(r)
+                        .Add({});
+  connections_open_ = &BuildGauge()
+                           .Name("tusk_connections_open")
+                           .Help("Client connections open now (server.max_connections bounds it)")
+                           .Register(r)
+                           .Add({});
   ttfb_ = &BuildHistogram()
                .Name("tusk_upstream_ttfb_seconds")
                .Help("Time from sending an upstream request to its response head")
@@ -150,5 +172,11 @@ std::string Metrics::render(const cache::Stats& stats) {
   prometheus::TextSerializer serializer;
   return serializer.Serialize(registry_->Collect());
 }
+
+void Metrics::connection(ConnEvent e) { conn_events_[static_cast<int>(e)]->Increment(); }
+
+void Metrics::accept_error() { accept_errors_->Increment(); }
+
+void Metrics::set_connections_open(int n) { connections_open_->Set(n); }
 
 }  // namespace proxy

@@ -25,6 +25,9 @@ namespace proxy {
 
 enum class Source { kCache, kUpstream };
 
+// What happens to client connections (proxy/http_conn.h), each a counter.
+enum class ConnEvent { kAccepted, kRefused, kReaped, kHeaderTimeout, kSendTimeout, kBadRequest };
+
 class Metrics {
  public:
   Metrics();
@@ -40,6 +43,9 @@ class Metrics {
   void upstream_ttfb(double seconds);
   void set_cache_max(std::uint64_t bytes);
   void set_fills_active(std::size_t n);
+  void connection(ConnEvent e);
+  void accept_error();
+  void set_connections_open(int n);
 
   // Prometheus text exposition, with cache gauges refreshed from `stats`.
   std::string render(const cache::Stats& stats);
@@ -63,6 +69,9 @@ class Metrics {
   prometheus::Gauge* cache_max_bytes_;
   prometheus::Gauge* fills_active_;
   prometheus::Histogram* ttfb_;
+  prometheus::Counter* conn_events_[6] = {};
+  prometheus::Counter* accept_errors_;
+  prometheus::Gauge* connections_open_;
   // Children looked up once: Family::Add takes a lock and hashes labels, too slow for every
   // request. Statuses outside kStatuses go through Add.
   static constexpr int kStatuses[] = {200, 206, 304, 400, 404, 405, 412, 416, 499, 502, 504};

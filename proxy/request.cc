@@ -3,10 +3,6 @@
 #include "proxy/request.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -17,6 +13,7 @@
 #include <ctime>
 #include <limits>
 
+#include "s3/printable.h"
 #include "s3/sign.h"
 
 namespace proxy {
@@ -27,9 +24,12 @@ namespace {
 constexpr std::uint64_t kWindow = 16u << 20;
 constexpr std::uint64_t kCompleteWindow = 64u << 20;
 
-std::string header_or_empty(evkeyvalq* h, const char* name) {
-  const char* v = evhttp_find_header(h, name);
-  return v ? std::string(v) : std::string();
+// S3 keys are at most 1024 bytes (UTF-8); a longer one cannot exist upstream.
+constexpr std::size_t kMaxKeyBytes = 1024;
+
+std::string header_or_empty(const RequestHead& h, const char* name) {
+  const std::string* v = h.find(name);
+  return v ? *v : std::string();
 }
 
 std::string make_boundary() {
@@ -51,41 +51,18 @@ const char* cached_http_date(std::int64_t now) {
   return text.c_str();
 }
 
-void write_through(evhttp_connection* conn) {
-  // evhttp only queues a reply: it enables the write event, the next loop round finds the
-  // socket writable and writes, a third round disables the write event again — two epoll_ctl
-  // and an extra epoll_wait per small answer. A reply that fits the socket buffer (any small
-  // hit) is written here instead, and libevent's "all written" callback runs at once: it ends
-  // the request and re-arms reading, which disables the write event in the same loop round,
-  // so libevent's changelist cancels the enable (what is left per request is the one
-  // epoll_ctl of evhttp pausing and resuming reading, and no second loop round).
-  // Safe with libevent 2.1's evhttp: the handler's callers do not touch the request or the
-  // connection after it returns (evhttp_connection_done, "the request may have been freed"),
-  // and bufferevent_trigger holds a reference on the bufferevent while a "Connection: close"
-  // answer frees the connection inside it. Anything not written at once (a full socket
-  // buffer, an error) is left to the loop exactly as before.
-  bufferevent* bev = evhttp_connection_get_bufferevent(conn);
-  evbuffer* out = bufferevent_get_output(bev);
-  if (evbuffer_get_length(out) == 0 || evbuffer_write(out, bufferevent_getfd(bev)) <= 0 ||
-      evbuffer_get_length(out) != 0) {
-    return;
-  }
-  bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS);
-}
-
 }  // namespace
 
-void Request::handle(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot) {
-  std::shared_ptr<Request> r(new Request(req, svc, loop, hot));
+void Request::handle(Exchange& ex, Services& svc, EventLoop& loop, HotCache& hot) {
+  std::shared_ptr<Request> r(new Request(ex, svc, loop, hot));
   r->self_ = r;
-  evhttp_connection* conn = evhttp_request_get_connection(req);
   // (TCP_NODELAY comes from the listening socket: see server.cc.)
-  evhttp_connection_set_closecb(conn, &Request::on_close, r.get());
+  ex.set_close_handler(&Request::on_close, r.get());
   r->drive();
 }
 
-Request::Request(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot)
-    : req_(req), svc_(svc), loop_(loop), hot_(hot), t0_(std::chrono::steady_clock::now()) {
+Request::Request(Exchange& ex, Services& svc, EventLoop& loop, HotCache& hot)
+    : ex_(&ex), svc_(svc), loop_(loop), hot_(hot), t0_(std::chrono::steady_clock::now()) {
   svc_.in_flight.fetch_add(1);
 }
 
@@ -123,15 +100,15 @@ void Request::drive() {
 // ---------------------------------------------------------------- Recv
 
 Request::Next Request::recv() {
-  evhttp_cmd_type method = evhttp_request_get_command(req_);
-  target_uri_ = evhttp_request_get_uri(req_);
-  evkeyvalq* in = evhttp_request_get_input_headers(req_);
+  const RequestHead& in = ex_->head();
+  target_uri_ = in.target;
+  method_ = in.method;
   host_ = header_or_empty(in, "Host");
-  if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+  head_only_ = in.method == "HEAD";
+  if (in.method != "GET" && !head_only_) {
     synth(405, "Method Not Allowed", "tusk serves GET and HEAD only\n", {{"Allow", "GET, HEAD"}});
     return Next::kDone;
   }
-  head_only_ = method == EVHTTP_REQ_HEAD;
   auto routed = svc_.router.route(host_, target_uri_);
   if (!routed) {
     if (routed.error().code == RouteErrc::kBadPath) {
@@ -142,6 +119,11 @@ Request::Next Request::recv() {
     return Next::kDone;
   }
   target_ = std::move(routed).value();
+  if (target_.key.size() > kMaxKeyBytes) {
+    // Refused before any upstream request: no such key can exist.
+    synth(414, "URI Too Long", "object key longer than 1024 bytes\n");
+    return Next::kDone;
+  }
   upstream_ = &svc_.config.upstreams.at(target_.upstream);
   cache_key_ = make_cache_key(*upstream_, target_.bucket, target_.key);
 
@@ -358,27 +340,27 @@ bool Request::serve_stale_on_error() {
 // ---------------------------------------------------------------- Deliver
 
 void Request::add_entity_headers(bool with_length_and_type) {
-  evkeyvalq* out = evhttp_request_get_output_headers(req_);
+  ResponseHeaders& out = ex_->out();
   if (!entity_.etag.empty()) {
-    evhttp_add_header(out, "ETag", entity_.etag.c_str());
+    out.add("ETag", entity_.etag);
   }
   if (!entity_.last_modified.empty()) {
-    evhttp_add_header(out, "Last-Modified", entity_.last_modified.c_str());
+    out.add("Last-Modified", entity_.last_modified);
   }
   for (const auto& [k, v] : entity_.replay) {
-    evhttp_add_header(out, k.c_str(), v.c_str());
+    out.add(k, v);
   }
   std::int64_t age = std::max<std::int64_t>(0, std::time(nullptr) - entity_.stored_at);
-  evhttp_add_header(out, "Age", std::to_string(age).c_str());
+  out.add("Age", std::to_string(age));
   if (with_length_and_type) {
-    evhttp_add_header(out, "Accept-Ranges", "bytes");
+    out.add("Accept-Ranges", "bytes");
   }
 }
 
 Request::Next Request::deliver() {
-  evkeyvalq* out = evhttp_request_get_output_headers(req_);
-  evhttp_add_header(out, "Date", cached_http_date(std::time(nullptr)));
-  evhttp_add_header(out, "X-Cache", outcome_name(outcome_));
+  ResponseHeaders& out = ex_->out();
+  out.add("Date", cached_http_date(std::time(nullptr)));
+  out.add("X-Cache", outcome_name(outcome_));
 
   const bool conditional = !conditions_.if_match.empty() || !conditions_.if_none_match.empty() ||
                            !conditions_.if_modified_since.empty() ||
@@ -417,16 +399,16 @@ Request::Next Request::deliver() {
     status_ = 200;
     pieces_.push_back({"", 0, size});
     length = size;
-    evhttp_add_header(out, "Content-Type", entity_.content_type.c_str());
+    out.add("Content-Type", entity_.content_type);
   } else if (decision.spans.size() == 1) {
     status_ = 206;
     const ByteSpan& s = decision.spans[0];
     pieces_.push_back({"", s.first, s.length()});
     length = s.length();
-    evhttp_add_header(out, "Content-Type", entity_.content_type.c_str());
+    out.add("Content-Type", entity_.content_type);
     std::string cr = "bytes " + std::to_string(s.first) + "-" + std::to_string(s.last) + "/" +
                      std::to_string(size);
-    evhttp_add_header(out, "Content-Range", cr.c_str());
+    out.add("Content-Range", cr);
   } else {
     status_ = 206;
     std::string boundary = make_boundary();
@@ -441,9 +423,9 @@ Request::Next Request::deliver() {
     std::string end = "\r\n--" + boundary + "--\r\n";
     length += end.size();
     pieces_.push_back({std::move(end), 0, 0});
-    evhttp_add_header(out, "Content-Type", ("multipart/byteranges; boundary=" + boundary).c_str());
+    out.add("Content-Type", "multipart/byteranges; boundary=" + boundary);
   }
-  evhttp_add_header(out, "Content-Length", std::to_string(length).c_str());
+  out.add("Content-Length", std::to_string(length));
   const char* reason = status_ == 200 ? "OK" : "Partial Content";
   if (head_only_ || length == 0) {
     reply(status_, reason, nullptr);
@@ -474,7 +456,7 @@ Request::Next Request::deliver() {
     }
   }
   started_ = true;
-  evhttp_send_reply_start(req_, status_, reason);
+  ex_->start(status_, reason);
   step_ = Step::kDone;
   pump();
   return Next::kPark;
@@ -525,7 +507,7 @@ void Request::pump() {
         evbuffer_file_segment_free(seg);
       }
       evbuffer_free(buf);
-      spdlog::error("cannot queue body bytes for {}", target_uri_);
+      spdlog::error("cannot queue body bytes for {}", s3::printable(target_uri_));
       abort_connection();
       return;
     }
@@ -545,13 +527,13 @@ void Request::pump() {
                                   ? Source::kCache
                                   : Source::kUpstream,
                               queued);
-    evhttp_send_reply_chunk_with_cb(req_, buf, &Request::on_chunk_sent, this);
+    ex_->send(buf, &Request::on_chunk_sent, this);
     evbuffer_free(buf);
     return;  // on_chunk_sent pumps again once the connection drained it
   }
   evbuffer_free(buf);
   if (!blocked) {
-    evhttp_send_reply_end(take_request());
+    take_exchange()->end();
     finish(status_);
     return;
   }
@@ -559,7 +541,7 @@ void Request::pump() {
   if (snap.phase == Fill::Phase::kFailed || (snap.phase == Fill::Phase::kDone && !refill(need))) {
     // Headers are out; the only honest signal left is closing before Content-Length is met.
     spdlog::warn("upstream fill failed while serving {}; closing the client connection",
-                 target_uri_);
+                 s3::printable(target_uri_));
     abort_connection();
     return;
   }
@@ -610,7 +592,7 @@ bool Request::refill(std::uint64_t pos) {
   return true;
 }
 
-void Request::on_chunk_sent(evhttp_connection*, void* arg) { static_cast<Request*>(arg)->pump(); }
+void Request::on_chunk_sent(void* arg) { static_cast<Request*>(arg)->pump(); }
 
 // ---------------------------------------------------------------- Synth and the end
 
@@ -618,22 +600,22 @@ void Request::synth(int status, const std::string& reason, const std::string& bo
                     const std::vector<std::pair<std::string, std::string>>& extra) {
   outcome_ = Outcome::kError;
   status_ = status;
-  evkeyvalq* out = evhttp_request_get_output_headers(req_);
+  ResponseHeaders& out = ex_->out();
   // Deliver may have begun the headers before deciding on an error (412, 416).
   for (const char* name : {"X-Cache", "Content-Type", "Cache-Control", "Content-Length"}) {
-    evhttp_remove_header(out, name);
+    out.remove(name);
   }
-  evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
-  evhttp_add_header(out, "X-Cache", outcome_name(outcome_));
-  evhttp_add_header(out, "Cache-Control", "no-store");
+  out.add("Content-Type", "text/plain; charset=utf-8");
+  out.add("X-Cache", outcome_name(outcome_));
+  out.add("Cache-Control", "no-store");
   for (const auto& [k, v] : extra) {
-    evhttp_add_header(out, k.c_str(), v.c_str());
+    out.add(k, v);
   }
   evbuffer* buf = evbuffer_new();
   if (!head_only_) {
     evbuffer_add(buf, body.data(), body.size());
   } else {
-    evhttp_add_header(out, "Content-Length", std::to_string(body.size()).c_str());
+    out.add("Content-Length", std::to_string(body.size()));
   }
   reply(status, reason.c_str(), buf);
   evbuffer_free(buf);
@@ -648,7 +630,7 @@ void Request::synth_upstream_error(const s3::Error& e) {
       if (upstream_->signature == conf::Signature::kNone) {
         // An anonymous GET of a missing key in a private bucket is a 403 too: say both.
         spdlog::warn("upstream '{}' denied anonymous access to {}/{}: not found or forbidden",
-                     target_.upstream, target_.bucket, target_.key);
+                     target_.upstream, target_.bucket, s3::printable(target_.key));
         synth(404, "Not Found", "not found (or not public) in bucket " + target_.bucket + "\n");
         return;
       }
@@ -657,6 +639,11 @@ void Request::synth_upstream_error(const s3::Error& e) {
     case s3::Errc::kAuth:
       spdlog::error("upstream '{}' rejected tusk's credentials: {}", target_.upstream, e.message);
       synth(502, "Bad Gateway", "upstream rejected tusk's credentials (" + e.s3_code + ")\n");
+      return;
+    case s3::Errc::kTls:
+      // Will not heal by retrying; the message (escaped by s3::Client) names the host.
+      spdlog::error("upstream '{}': {}", target_.upstream, e.message);
+      synth(502, "Bad Gateway", "upstream TLS verification failed\n");
       return;
     case s3::Errc::kTimeout:
       synth(504, "Gateway Timeout", "upstream timed out\n");
@@ -679,66 +666,46 @@ void Request::finish(int status) {
   auto elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_);
   svc_.metrics.request(outcome_, status);
   if (svc_.access_log) {
-    svc_.access_log->info("\"{} {}\" {} {} {} range=\"{}\" {:.1f}ms", head_only_ ? "HEAD" : "GET",
-                          target_uri_, status, body_bytes_, outcome_name(outcome_), range_header_,
-                          elapsed.count());
+    // Client bytes are escaped and bounded: a log line is one line, whatever was sent.
+    svc_.access_log->info("\"{} {}\" {} {} {} range=\"{}\" {:.1f}ms", s3::printable(method_, 32),
+                          s3::printable(target_uri_, 1024), status, body_bytes_,
+                          outcome_name(outcome_), s3::printable(range_header_), elapsed.count());
   }
-  req_ = nullptr;
+  ex_ = nullptr;
   // The last reference may be this one: release it after the current call stack unwinds.
   loop_.post([self = std::move(self_)] {});
 }
 
-evhttp_request* Request::take_request() {
-  // The reply call that follows may free the request (and, with keep-alive, hand the
-  // connection to the next request) before it returns: unhook our close callback first and
-  // never touch the request again.
-  evhttp_request* r = req_;
-  if (r != nullptr && !closed_) {
-    if (auto* conn = evhttp_request_get_connection(r)) {
-      evhttp_connection_set_closecb(conn, nullptr, nullptr);
-    }
+Exchange* Request::take_exchange() {
+  // The reply call that follows may end the exchange and, with keep-alive, hand the connection
+  // to the next request before it returns: unhook our close handler first and never touch the
+  // exchange again.
+  Exchange* ex = ex_;
+  if (ex != nullptr) {
+    ex->set_close_handler(nullptr, nullptr);
   }
-  req_ = nullptr;
-  return r;
+  ex_ = nullptr;
+  return ex;
 }
 
 void Request::reply(int status, const char* reason, evbuffer* body) {
-  evhttp_request* r = take_request();
-  evhttp_connection* conn = evhttp_request_get_connection(r);
-  evhttp_send_reply(r, status, reason, body);
-  if (conn != nullptr) {
-    write_through(conn);
-  }
+  take_exchange()->reply(status, reason, body);
   finish(status);
 }
 
 void Request::abort_connection() {
-  evhttp_connection* conn = req_ ? evhttp_request_get_connection(req_) : nullptr;
   int status = status_;
   closed_ = true;
-  if (conn != nullptr) {
-    evhttp_connection_set_closecb(conn, nullptr, nullptr);
-    evhttp_connection_free(conn);  // frees req_ too
-  } else if (req_ != nullptr) {
-    evhttp_request_free(req_);
+  if (Exchange* ex = take_exchange()) {
+    ex->abort();
   }
-  req_ = nullptr;
   finish(status);
 }
 
-void Request::on_close(evhttp_connection* conn, void* arg) {
+void Request::on_close(void* arg) {
   auto* self = static_cast<Request*>(arg);
-  evhttp_connection_set_closecb(conn, nullptr, nullptr);
   self->closed_ = true;
-  if (self->req_ != nullptr && evhttp_request_get_connection(self->req_) == nullptr) {
-    // libevent detached the unfinished request from the dying connection: it is ours to free.
-    if (self->started_) {
-      evhttp_send_reply_end(self->req_);
-    } else {
-      evhttp_request_free(self->req_);
-    }
-  }
-  self->req_ = nullptr;
+  self->ex_ = nullptr;
   self->finish(499);  // nginx's "client closed request"
 }
 

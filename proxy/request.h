@@ -2,11 +2,9 @@
 // cache_req_fsm): Recv -> Lookup -> (Fill -> AwaitHead) -> Deliver, with Synth for errors.
 // Each step returns Continue, Park (waiting on a fill; woken through the worker's loop) or Done.
 // Threads: a Request lives on the worker loop that accepted it and is touched only there.
-// libevent owns the evhttp_request; we guarantee exactly one reply and never touch it after the
-// connection closed (closecb) or after the reply ended.
+// The connection owns the Exchange; we give it exactly one reply and never touch it after the
+// connection closed (close handler) or after the reply ended.
 #pragma once
-
-#include <event2/http.h>
 
 #include <chrono>
 #include <cstdint>
@@ -18,6 +16,7 @@
 #include "proxy/conditional.h"
 #include "proxy/fill.h"
 #include "proxy/hot_cache.h"
+#include "proxy/http_conn.h"
 #include "proxy/loop.h"
 #include "proxy/outcome.h"
 #include "proxy/range.h"
@@ -28,8 +27,8 @@ namespace proxy {
 
 class Request : public std::enable_shared_from_this<Request> {
  public:
-  // Entry point from the evhttp callback.
-  static void handle(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot);
+  // Entry point from the connection's handler: a request head has arrived.
+  static void handle(Exchange& ex, Services& svc, EventLoop& loop, HotCache& hot);
   ~Request();
 
  private:
@@ -56,7 +55,7 @@ class Request : public std::enable_shared_from_this<Request> {
     std::uint64_t length = 0;
   };
 
-  Request(evhttp_request* req, Services& svc, EventLoop& loop, HotCache& hot);
+  Request(Exchange& ex, Services& svc, EventLoop& loop, HotCache& hot);
   static Entity entity_of(const cache::Meta& m, BodyFilePtr body) {
     return Entity{m.size,      m.etag,       m.last_modified, m.content_type, m.headers,
                   m.stored_at, m.generation, std::move(body), nullptr,        nullptr};
@@ -73,21 +72,21 @@ class Request : public std::enable_shared_from_this<Request> {
   void synth_upstream_error(const s3::Error& e);
   void add_entity_headers(bool with_length_and_type);
   void pump();
-  static void on_chunk_sent(evhttp_connection* conn, void* arg);
-  static void on_close(evhttp_connection* conn, void* arg);
+  static void on_chunk_sent(void* arg);
+  static void on_close(void* arg);
   void park_on_head();
   std::function<void()> resume(void (Request::*step)());
   bool refill(std::uint64_t pos);
   void finish(int status);
   void abort_connection();
-  evhttp_request* take_request();  // for the one final reply call
+  Exchange* take_exchange();  // for the one final reply call
   // The final reply with a complete body (or none): sends it, writes it out at once when it
   // fits the socket, and finishes the request.
   void reply(int status, const char* reason, evbuffer* body);
   bool serve_stale_on_error();
   void remember_hot(const cache::Meta& meta, std::uint64_t epoch);
 
-  evhttp_request* req_;
+  Exchange* ex_;
   Services& svc_;
   EventLoop& loop_;
   HotCache& hot_;
@@ -100,6 +99,7 @@ class Request : public std::enable_shared_from_this<Request> {
   Outcome outcome_ = Outcome::kError;
   std::chrono::steady_clock::time_point t0_;
 
+  std::string method_;
   std::string target_uri_;
   std::string host_;
   Target target_;

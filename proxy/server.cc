@@ -2,9 +2,6 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,20 +15,6 @@
 #include "proxy/request.h"
 
 namespace proxy {
-namespace {
-
-void configure(evhttp* http, const conf::Config& c) {
-  // Every method reaches our handler, so that we answer 405 with Allow ourselves.
-  evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-  evhttp_set_timeout(http, static_cast<int>(c.server.idle_timeout.count()));
-  evhttp_set_max_headers_size(http, 32 * 1024);
-  evhttp_set_max_body_size(http, 64 * 1024);  // GET/HEAD carry no body worth the name
-  evhttp_set_default_content_type(http, "text/plain; charset=utf-8");
-}
-
-}  // namespace
 
 conf::Result<int, std::string> listen_socket(const std::string& address, bool reuseport) {
   auto hp = conf::parse_listen(address);
@@ -76,8 +59,26 @@ Server::Server(Services& svc) : svc_(svc) {}
 
 Server::~Server() { stop(); }
 
+ConnLimits Server::limits() const {
+  const conf::Server& c = svc_.config.server;
+  ConnLimits l;
+  l.head.max_head = c.max_header_size;
+  l.head.max_target = std::min<std::size_t>(8 * 1024, c.max_header_size);
+  l.max_body = 64 * 1024;  // GET/HEAD carry no body worth the name
+  l.header_timeout = c.header_timeout;
+  l.idle_timeout = c.idle_timeout;
+  l.send_timeout = c.send_timeout;
+  return l;
+}
+
 conf::Result<void, std::string> Server::start() {
-  int n = svc_.config.server.workers;
+  const conf::Server& c = svc_.config.server;
+  auto fds = raise_fd_limit(c.max_connections);
+  if (!fds) {
+    return conf::unexpected(fds.error());
+  }
+  spdlog::info("file descriptor limit {} (server.max_connections {})", *fds, c.max_connections);
+  int n = c.workers;
   if (n <= 0) {
     n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
@@ -85,31 +86,41 @@ conf::Result<void, std::string> Server::start() {
     auto w = std::make_unique<Worker>();
     w->svc = &svc_;
     w->loop = std::make_unique<EventLoop>("worker-" + std::to_string(i), /*changelist=*/true);
-    w->http = evhttp_new(w->loop->base());
-    configure(w->http, svc_.config);
-    evhttp_set_gencb(w->http, &Server::on_request, w.get());
+    w->conns = std::make_unique<ConnectionSet>(w->loop->base(), limits(), &Server::on_request,
+                                               w.get(), open_, c.max_connections, &svc_.metrics);
     Worker* raw = w.get();
-    workers_.push_back(std::move(w));  // stop() frees its evhttp on any failure below
-    for (const std::string& addr : svc_.config.server.listen) {
+    workers_.push_back(std::move(w));  // stop() frees it on any failure below
+    for (const std::string& addr : c.listen) {
       auto fd = listen_socket(addr, /*reuseport=*/true);
       if (!fd) {
         return conf::unexpected(fd.error());
       }
-      if (evhttp_accept_socket_with_handle(raw->http, *fd) == nullptr) {
-        ::close(*fd);
-        return conf::unexpected("evhttp cannot accept on " + addr);
+      auto a = std::make_unique<Acceptor>(raw->loop->base(), *fd, *raw->conns, addr);
+      if (!a->ok()) {
+        return conf::unexpected("cannot accept on " + addr);
       }
+      raw->acceptors.push_back(std::move(a));
     }
   }
   if (!svc_.config.admin.listen.empty()) {
+    // The admin listener is for operators and Prometheus: small heads, small JSON bodies, a
+    // few connections, the same deadlines.
     admin_loop_ = std::make_unique<EventLoop>("admin");
-    admin_http_ = evhttp_new(admin_loop_->base());
-    evhttp_set_gencb(admin_http_, &Server::on_admin, &svc_);
+    ConnLimits l = limits();
+    l.head.max_head = 8 * 1024;
+    l.head.max_target = 2 * 1024;
+    l.head.max_fields = 50;
+    admin_conns_ = std::make_unique<ConnectionSet>(admin_loop_->base(), l, &Server::on_admin, this,
+                                                   admin_open_, kAdminConnections, nullptr);
     auto fd = listen_socket(svc_.config.admin.listen, /*reuseport=*/false);
     if (!fd) {
       return conf::unexpected(fd.error());
     }
-    evhttp_accept_socket_with_handle(admin_http_, *fd);
+    admin_acceptor_ = std::make_unique<Acceptor>(admin_loop_->base(), *fd, *admin_conns_,
+                                                 svc_.config.admin.listen);
+    if (!admin_acceptor_->ok()) {
+      return conf::unexpected("cannot accept on " + svc_.config.admin.listen);
+    }
     admin_loop_->start();
   }
   for (auto& w : workers_) {
@@ -119,22 +130,13 @@ conf::Result<void, std::string> Server::start() {
 }
 
 void Server::stop_accepting() {
+  draining_.store(true);
   for (auto& w : workers_) {
-    evhttp* http = w->http;
-    w->loop->post([http] {
-      // Closing the bound sockets stops new connections; existing ones go on.
-      while (true) {
-        // evhttp has no "first bound socket" accessor; iterate by deleting as we go.
-        struct Ctx {
-          evhttp_bound_socket* found = nullptr;
-        } ctx;
-        evhttp_foreach_bound_socket(
-            http, [](evhttp_bound_socket* s, void* a) { static_cast<Ctx*>(a)->found = s; }, &ctx);
-        if (ctx.found == nullptr) {
-          break;
-        }
-        evhttp_del_accept_socket(http, ctx.found);
-      }
+    Worker* raw = w.get();
+    // Closing the listening sockets stops new connections; existing ones finish their answer.
+    w->loop->post([raw] {
+      raw->acceptors.clear();
+      raw->conns->drain();
     });
   }
 }
@@ -146,49 +148,71 @@ void Server::stop() {
   if (admin_loop_) {
     admin_loop_->stop();
   }
+  // The loops are stopped: what was posted to them runs (stop_accepting's closures), then
+  // their connections close here (close handlers run), then the loops go.
   for (auto& w : workers_) {
-    // evhttp_free frees outstanding requests and connections; the loop is stopped.
-    evhttp_free(w->http);
+    w->loop->run_pending();
+    w->acceptors.clear();
+    w->conns.reset();
   }
   workers_.clear();
-  if (admin_http_ != nullptr) {
-    evhttp_free(admin_http_);
-    admin_http_ = nullptr;
+  if (admin_loop_) {
+    admin_loop_->run_pending();
   }
+  admin_acceptor_.reset();
+  admin_conns_.reset();
   admin_loop_.reset();
 }
 
-void Server::on_request(evhttp_request* req, void* arg) {
+void Server::on_request(Exchange& ex, void* arg) {
   auto* w = static_cast<Worker*>(arg);
-  Request::handle(req, *w->svc, *w->loop, w->hot);
+  Request::handle(ex, *w->svc, *w->loop, w->hot);
 }
 
-void Server::on_admin(evhttp_request* req, void* arg) {
-  auto* svc = static_cast<Services*>(arg);
-  const char* uri = evhttp_request_get_uri(req);
-  std::string path(uri ? uri : "");
+void Server::on_admin(Exchange& ex, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  Services* svc = &self->svc_;
+  std::string path = ex.head().target;
   path = path.substr(0, path.find('?'));
-  evkeyvalq* out = evhttp_request_get_output_headers(req);
+  ResponseHeaders& out = ex.out();
   evbuffer* buf = evbuffer_new();
   int code = 200;
-  if (path == "/healthz") {
-    evhttp_add_header(out, "Content-Type", "text/plain");
+  const char* reason = "OK";
+  const bool known = path == "/healthz" || path == "/readyz" || path == "/metrics";
+  const std::string& method = ex.head().method;
+  out.add("Cache-Control", "no-store");
+  if (known && method != "GET" && method != "HEAD") {
+    code = 405;
+    reason = "Method Not Allowed";
+    out.add("Allow", "GET, HEAD");
+    out.add("Content-Type", "text/plain; charset=utf-8");
+    evbuffer_add_printf(buf, "%s takes GET and HEAD only\n", path.c_str());
+  } else if (path == "/healthz") {
+    out.add("Content-Type", "text/plain");
     evbuffer_add_printf(buf, "ok\n");
   } else if (path == "/readyz") {
-    // Ready once the index is open, which it is for as long as the server runs.
-    evhttp_add_header(out, "Content-Type", "text/plain");
-    evbuffer_add_printf(buf, "ready\n");
+    out.add("Content-Type", "text/plain");
+    if (self->draining_.load()) {
+      code = 503;
+      reason = "Service Unavailable";
+      evbuffer_add_printf(buf, "draining\n");
+    } else {
+      // Ready once the index is open, which it is for as long as the server runs.
+      evbuffer_add_printf(buf, "ready\n");
+    }
   } else if (path == "/metrics") {
     svc->metrics.set_fills_active(svc->fills.active());
+    svc->metrics.set_connections_open(self->open_.load());
     std::string text = svc->metrics.render(svc->store.stats());
-    evhttp_add_header(out, "Content-Type", "text/plain; version=0.0.4");
+    out.add("Content-Type", "text/plain; version=0.0.4");
     evbuffer_add(buf, text.data(), text.size());
   } else {
     code = 404;
-    evhttp_add_header(out, "Content-Type", "text/plain");
+    reason = "Not Found";
+    out.add("Content-Type", "text/plain");
     evbuffer_add_printf(buf, "unknown admin path\n");
   }
-  evhttp_send_reply(req, code, code == 200 ? "OK" : "Not Found", buf);
+  ex.reply(code, reason, buf);
   evbuffer_free(buf);
 }
 

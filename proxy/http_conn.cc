@@ -1,0 +1,689 @@
+// Server connections: states, deadlines, admission and the accept path. The life of one
+// connection: Fresh (accepted, nothing read) -> Head -> [Body] -> Busy (the handler owns the
+// exchange) -> Flushing (last bytes queued) -> Idle (keep-alive) -> Head ... or -> Linger (an
+// error answer was sent: read and drop what the client still sends, then close) -> Closed.
+// Tricky: a connection is freed only from the set's reaper event, after every callback that
+// could still be on the stack has returned; closing frees the bufferevent at once so no new
+// callback arrives.
+#include "proxy/http_conn.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "proxy/http_text.h"
+#include "proxy/metrics.h"
+#include "proxy/outcome.h"
+#include "s3/sign.h"
+
+namespace proxy {
+
+class Connection {
+ public:
+  enum class State { kFresh, kIdle, kHead, kBody, kBusy, kFlushing, kLinger, kClosed };
+
+  Connection(ConnectionSet& set, int fd, const sockaddr* peer, socklen_t peer_len);
+  ~Connection();
+
+  // Exchange's calls.
+  void write_head(int status, std::string_view reason, bool has_body_hint, std::uint64_t length);
+  void finish_response();
+  void queue(evbuffer* chunk) { bufferevent_write_buffer(bev_, chunk); }
+  void close_now(bool notify);
+  bool head_only() const { return ex_.head_.method == "HEAD"; }
+
+  State state() const { return state_; }
+  std::list<Connection*>::iterator all_pos, idle_pos;
+  bool in_idle = false;
+  sockaddr_storage peer{};
+
+ private:
+  static void on_read(bufferevent*, void* self);
+  static void on_write(bufferevent*, void* self);
+  static void on_event(bufferevent*, short what, void* self);
+  static void on_timer(int, short, void* self);
+  static void on_resume(int, short, void* self);
+
+  void process_input();
+  bool read_head();  // true: go on with the next state
+  bool read_body();
+  void dispatch();
+  void response_done();
+  void fail(int status, std::string_view reason, std::string_view message);
+  void start_linger();
+  void arm(std::chrono::milliseconds after);
+
+  friend class Exchange;
+  ConnectionSet& set_;
+  bufferevent* bev_ = nullptr;
+  event* timer_ = nullptr;
+  event* resume_ = nullptr;
+  State state_ = State::kFresh;
+  Exchange ex_;
+  bool close_after_ = false;   // the current response ends the connection
+  bool linger_after_ = false;  // ... after reading and dropping what the client still sends
+  std::size_t scanned_ = 0;    // bytes of the input already searched for the end of a head
+  bool saw_line_ = false;      // the head being read has a line feed (its request line ended)
+  std::uint64_t body_left_ = 0;
+  std::unique_ptr<ChunkedBody> chunked_;
+  std::uint64_t lingered_ = 0;
+};
+
+namespace {
+
+constexpr std::uint64_t kMaxLinger = 1u << 20;  // bytes dropped while lingering before closing
+
+bool status_has_body(int status) { return status >= 200 && status != 204 && status != 304; }
+
+timeval to_timeval(std::chrono::milliseconds d) {
+  return timeval{static_cast<time_t>(d.count() / 1000),
+                 static_cast<suseconds_t>((d.count() % 1000) * 1000)};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- ResponseHeaders
+
+void ResponseHeaders::remove(std::string_view name) {
+  std::erase_if(fields_, [name](const auto& f) { return iequals(f.first, name); });
+}
+
+const std::string* ResponseHeaders::find(std::string_view name) const {
+  for (const auto& [k, v] : fields_) {
+    if (iequals(k, name)) {
+      return &v;
+    }
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------- Exchange
+
+const sockaddr_storage& Exchange::peer() const { return conn_.peer; }
+
+void Exchange::reset() {
+  head_ = RequestHead{};
+  body_.clear();
+  out_.clear();
+  on_close_ = nullptr;
+  on_close_arg_ = nullptr;
+  drained_ = nullptr;
+  drained_arg_ = nullptr;
+}
+
+void Exchange::reply(int status, std::string_view reason, evbuffer* body) {
+  const std::uint64_t n = body ? evbuffer_get_length(body) : 0;
+  conn_.write_head(status, reason, true, n);
+  if (body != nullptr && n > 0) {
+    if (conn_.head_only() || !status_has_body(status)) {
+      evbuffer_drain(body, n);
+    } else {
+      conn_.queue(body);
+    }
+  }
+  conn_.finish_response();
+}
+
+void Exchange::start(int status, std::string_view reason) {
+  conn_.write_head(status, reason, false, 0);
+}
+
+void Exchange::send(evbuffer* chunk, void (*drained)(void*), void* arg) {
+  drained_ = drained;
+  drained_arg_ = arg;
+  conn_.queue(chunk);
+}
+
+void Exchange::end() { conn_.finish_response(); }
+
+void Exchange::abort() { conn_.close_now(/*notify=*/false); }
+
+// ---------------------------------------------------------------- Connection
+
+Connection::Connection(ConnectionSet& set, int fd, const sockaddr* sa, socklen_t len)
+    : set_(set), ex_(*this) {
+  if (sa != nullptr && len > 0 && static_cast<std::size_t>(len) <= sizeof peer) {
+    std::memcpy(&peer, sa, static_cast<std::size_t>(len));
+  }
+  bev_ = bufferevent_socket_new(set_.base_, fd, BEV_OPT_CLOSE_ON_FREE);
+  // The read-ahead bound: reading the socket stops while this much input waits, so a client
+  // that pipelines without reading answers costs one head's worth of memory, not its stream.
+  bufferevent_setwatermark(bev_, EV_READ, 0, set_.limits_.head.max_head + 4096);
+  timeval send_tv = to_timeval(set_.limits_.send_timeout);
+  bufferevent_set_timeouts(bev_, nullptr, &send_tv);  // counts only while output is pending
+  bufferevent_setcb(bev_, &Connection::on_read, &Connection::on_write, &Connection::on_event, this);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  timer_ = evtimer_new(set_.base_, &Connection::on_timer, this);
+  resume_ = event_new(set_.base_, -1, 0, &Connection::on_resume, this);
+  arm(set_.limits_.header_timeout);  // a new connection sends its first head within this
+}
+
+Connection::~Connection() {
+  if (bev_ != nullptr) {
+    bufferevent_free(bev_);
+  }
+  if (timer_ != nullptr) {
+    event_free(timer_);
+  }
+  if (resume_ != nullptr) {
+    event_free(resume_);
+  }
+}
+
+void Connection::arm(std::chrono::milliseconds after) {
+  timeval tv = to_timeval(after);
+  evtimer_add(timer_, &tv);
+}
+
+void Connection::on_read(bufferevent*, void* self) {
+  static_cast<Connection*>(self)->process_input();
+}
+
+void Connection::on_resume(int, short, void* self) {
+  static_cast<Connection*>(self)->process_input();
+}
+
+void Connection::process_input() {
+  while (true) {
+    switch (state_) {
+      case State::kFresh:
+      case State::kIdle:
+      case State::kHead:
+        if (!read_head()) {
+          return;
+        }
+        break;
+      case State::kBody:
+        if (!read_body()) {
+          return;
+        }
+        break;
+      case State::kLinger: {
+        evbuffer* in = bufferevent_get_input(bev_);
+        lingered_ += evbuffer_get_length(in);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (lingered_ > kMaxLinger) {
+          close_now(false);
+        }
+        return;
+      }
+      case State::kBusy:
+      case State::kFlushing:
+      case State::kClosed:
+        return;  // the next request waits in the (bounded) input buffer
+    }
+  }
+}
+
+bool Connection::read_head() {
+  evbuffer* in = bufferevent_get_input(bev_);
+  const std::size_t len = evbuffer_get_length(in);
+  if (len == 0) {
+    return false;
+  }
+  if (state_ != State::kHead) {
+    if (state_ == State::kIdle) {
+      arm(set_.limits_.header_timeout);  // the head's deadline runs from its first byte
+    }
+    state_ = State::kHead;
+    set_.make_busy(this);
+  }
+  // Only bytes that brought a line feed can complete a head: the rest of a slow head costs
+  // no rescan (a client trickling bytes pays, not us).
+  const std::size_t window = std::min(len, set_.limits_.head.max_head + 4096);
+  evbuffer_ptr from;
+  evbuffer_ptr_set(in, &from, std::min(scanned_, window), EVBUFFER_PTR_SET);
+  evbuffer_ptr nl = evbuffer_search(in, "\n", 1, &from);
+  const bool new_line = nl.pos >= 0 && static_cast<std::size_t>(nl.pos) < window;
+  saw_line_ = saw_line_ || new_line;
+  const HeadLimits& lim = set_.limits_.head;
+  if (!new_line && window <= lim.max_head && (saw_line_ || window <= lim.max_target + 32)) {
+    scanned_ = window;
+    return false;  // no limit broken and nothing new to parse
+  }
+  std::string_view bytes(
+      reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(window))), window);
+  const std::size_t end = find_head_end(bytes, scanned_);
+  HeadParse p = parse_request_head(end ? bytes.substr(0, end) : bytes, lim);
+  if (p.state == HeadParse::State::kIncomplete) {
+    scanned_ = window;
+    return false;
+  }
+  if (p.state == HeadParse::State::kError) {
+    fail(p.error.status, p.error.reason, p.error.message);
+    return false;
+  }
+  evbuffer_drain(in, p.consumed);
+  scanned_ = 0;
+  saw_line_ = false;
+  ex_.head_ = std::move(p.head);
+  const RequestHead& h = ex_.head_;
+  if (h.body == BodyFraming::kLength) {
+    if (h.content_length > set_.limits_.max_body) {
+      fail(413, "Content Too Large", "request body too large");
+      return false;
+    }
+    body_left_ = h.content_length;
+    state_ = State::kBody;
+    return true;
+  }
+  if (h.body == BodyFraming::kChunked) {
+    chunked_ = std::make_unique<ChunkedBody>(set_.limits_.max_body);
+    state_ = State::kBody;
+    return true;
+  }
+  dispatch();
+  return true;
+}
+
+bool Connection::read_body() {
+  evbuffer* in = bufferevent_get_input(bev_);
+  std::size_t len = evbuffer_get_length(in);
+  if (len == 0) {
+    return false;
+  }
+  if (chunked_) {
+    std::string_view bytes(
+        reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(len))), len);
+    ChunkedBody::Step st = chunked_->feed(bytes, ex_.body_);
+    evbuffer_drain(in, st.consumed);
+    if (st.state == ChunkedBody::State::kError) {
+      if (st.too_large) {
+        fail(413, "Content Too Large", "request body too large");
+      } else {
+        fail(400, "Bad Request", st.error);
+      }
+      return false;
+    }
+    if (st.state == ChunkedBody::State::kMore) {
+      return false;
+    }
+    chunked_.reset();
+  } else {
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(body_left_, len));
+    std::size_t at = ex_.body_.size();
+    ex_.body_.resize(at + n);
+    evbuffer_remove(in, ex_.body_.data() + at, n);
+    body_left_ -= n;
+    if (body_left_ > 0) {
+      return false;
+    }
+  }
+  dispatch();
+  return true;
+}
+
+void Connection::dispatch() {
+  state_ = State::kBusy;
+  evtimer_del(timer_);  // while the handler works, the fill's own deadlines apply
+  close_after_ = !ex_.head_.keep_alive || set_.draining_;
+  set_.handler_(ex_, set_.handler_arg_);
+}
+
+void Connection::write_head(int status, std::string_view reason, bool has_body_hint,
+                            std::uint64_t length) {
+  std::string h;
+  h.reserve(512);
+  h += "HTTP/1.1 ";
+  h += std::to_string(status);
+  h += ' ';
+  h += reason;
+  h += "\r\n";
+  ResponseHeaders& out = ex_.out_;
+  out.remove("Connection");
+  if (has_body_hint && status_has_body(status) && out.find("Content-Length") == nullptr) {
+    out.add("Content-Length", std::to_string(length));
+  }
+  for (const auto& [k, v] : out.fields()) {
+    h += k;
+    h += ": ";
+    h += v;
+    h += "\r\n";
+  }
+  if (close_after_ || set_.draining_) {
+    close_after_ = true;
+    h += "Connection: close\r\n";
+  } else if (ex_.head_.minor == 0) {
+    h += "Connection: keep-alive\r\n";
+  }
+  h += "\r\n";
+  bufferevent_write(bev_, h.data(), h.size());
+}
+
+void Connection::finish_response() {
+  state_ = State::kFlushing;
+  ex_.drained_ = nullptr;
+  // Write what fits now: a small answer leaves in this call, with no loop round trip (the
+  // write event libevent armed finds nothing left and is cancelled by the changelist).
+  evbuffer* out = bufferevent_get_output(bev_);
+  if (evbuffer_get_length(out) > 0) {
+    evbuffer_write(out, bufferevent_getfd(bev_));
+  }
+  if (evbuffer_get_length(out) == 0) {
+    response_done();
+  }
+}
+
+void Connection::on_write(bufferevent*, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if (c->state_ == State::kFlushing) {
+    c->response_done();
+  } else if (c->state_ == State::kBusy && c->ex_.drained_ != nullptr) {
+    auto fn = c->ex_.drained_;
+    c->ex_.drained_ = nullptr;
+    fn(c->ex_.drained_arg_);
+  }
+}
+
+void Connection::response_done() {
+  ex_.reset();
+  if (linger_after_) {
+    start_linger();
+    return;
+  }
+  if (close_after_) {
+    if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
+      start_linger();  // closing with unread input would reset the answer away
+    } else {
+      close_now(false);
+    }
+    return;
+  }
+  state_ = State::kIdle;
+  set_.make_idle(this);
+  arm(set_.limits_.idle_timeout);
+  if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
+    event_active(resume_, EV_TIMEOUT, 0);  // a pipelined request: next loop round, no recursion
+  }
+}
+
+void Connection::fail(int status, std::string_view reason, std::string_view message) {
+  set_.count(ConnEvent::kBadRequest);
+  if (set_.metrics_ != nullptr) {
+    set_.metrics_->request(Outcome::kError, status);
+  }
+  spdlog::debug("bad request: {} {}", status, message);
+  set_.make_busy(this);
+  ex_.reset();
+  ex_.head_.minor = 1;
+  state_ = State::kBusy;
+  close_after_ = true;
+  linger_after_ = true;
+  ResponseHeaders& out = ex_.out_;
+  out.add("Date", s3::http_date(std::time(nullptr)));
+  out.add("Content-Type", "text/plain; charset=utf-8");
+  out.add("Cache-Control", "no-store");
+  out.add("X-Cache", "ERROR");
+  std::string body = std::string(message) + "\n";
+  write_head(status, reason, true, body.size());
+  bufferevent_write(bev_, body.data(), body.size());
+  finish_response();
+}
+
+void Connection::start_linger() {
+  // Our answer is out; stop sending, and read and drop what the client still sends until it
+  // closes (or `linger` passes), so that closing does not reset the answer before it is read.
+  state_ = State::kLinger;
+  ::shutdown(bufferevent_getfd(bev_), SHUT_WR);
+  arm(set_.limits_.linger);
+  process_input();
+}
+
+void Connection::on_event(bufferevent*, short what, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  if ((what & BEV_EVENT_EOF) != 0 && (what & BEV_EVENT_WRITING) == 0 &&
+      c->state_ == State::kFlushing) {
+    // The client half-closed after its request: finish the answer, then close.
+    c->close_after_ = true;
+    bufferevent_disable(c->bev_, EV_READ);
+    return;
+  }
+  if ((what & BEV_EVENT_TIMEOUT) != 0) {
+    c->set_.count(ConnEvent::kSendTimeout);
+    spdlog::debug("client took no byte for {}s; closing", c->set_.limits_.send_timeout.count());
+  }
+  c->close_now(/*notify=*/true);
+}
+
+void Connection::on_timer(int, short, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  switch (c->state_) {
+    case State::kHead:
+    case State::kBody: {
+      c->set_.count(ConnEvent::kHeaderTimeout);
+      // Best effort: tell the client why, without waiting for it to read.
+      static constexpr char k408[] =
+          "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n"
+          "Connection: close\r\n\r\nrequest head too slow\n";
+      [[maybe_unused]] ssize_t n =
+          ::send(bufferevent_getfd(c->bev_), k408, sizeof k408 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+      c->close_now(false);
+      return;
+    }
+    case State::kFresh:
+      c->set_.count(ConnEvent::kHeaderTimeout);
+      c->close_now(false);
+      return;
+    case State::kIdle:
+    case State::kLinger:
+      c->close_now(false);
+      return;
+    default:
+      return;
+  }
+}
+
+void Connection::close_now(bool notify) {
+  if (state_ == State::kClosed) {
+    return;
+  }
+  state_ = State::kClosed;
+  bufferevent_free(bev_);  // closes the socket; no callback of it runs after this
+  bev_ = nullptr;
+  evtimer_del(timer_);
+  event_del(resume_);
+  set_.forget(this);
+  auto fn = ex_.on_close_;
+  void* arg = ex_.on_close_arg_;
+  ex_.on_close_ = nullptr;
+  if (notify && fn != nullptr) {
+    fn(arg);
+  }
+}
+
+// ---------------------------------------------------------------- ConnectionSet
+
+ConnectionSet::ConnectionSet(event_base* base, ConnLimits limits, Handler handler,
+                             void* handler_arg, std::atomic<int>& open, int max_connections,
+                             Metrics* metrics)
+    : base_(base),
+      limits_(limits),
+      handler_(handler),
+      handler_arg_(handler_arg),
+      open_(open),
+      max_connections_(max_connections),
+      metrics_(metrics) {
+  reaper_ = event_new(base_, -1, 0, &ConnectionSet::on_reap, this);
+}
+
+ConnectionSet::~ConnectionSet() {
+  while (!all_.empty()) {
+    all_.front()->close_now(/*notify=*/true);
+  }
+  on_reap(-1, 0, this);
+  event_free(reaper_);
+}
+
+void ConnectionSet::count(ConnEvent e) {
+  if (metrics_ != nullptr) {
+    metrics_->connection(e);
+  }
+}
+
+void ConnectionSet::adopt(int fd, const sockaddr* peer, socklen_t peer_len) {
+  if (draining_) {
+    ::close(fd);
+    return;
+  }
+  if (open_.fetch_add(1) >= max_connections_) {
+    open_.fetch_sub(1);
+    if (idle_.empty()) {
+      // Every connection of this loop is in a request: refuse, quickly and visibly.
+      static constexpr char k503[] =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+          "Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+          "too many connections\n";
+      [[maybe_unused]] ssize_t n = ::send(fd, k503, sizeof k503 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+      ::close(fd);
+      count(ConnEvent::kRefused);
+      return;
+    }
+    // As nginx reuses connections: the one idle longest makes room.
+    count(ConnEvent::kReaped);
+    idle_.front()->close_now(/*notify=*/false);
+    open_.fetch_add(1);
+  }
+  count(ConnEvent::kAccepted);
+  auto* c = new Connection(*this, fd, peer, peer_len);
+  all_.push_back(c);
+  c->all_pos = std::prev(all_.end());
+  make_idle(c);  // a new connection waiting for its first byte may be reaped, as in nginx
+}
+
+void ConnectionSet::make_idle(Connection* c) {
+  if (c->in_idle) {
+    idle_.erase(c->idle_pos);
+  }
+  idle_.push_back(c);
+  c->idle_pos = std::prev(idle_.end());
+  c->in_idle = true;
+}
+
+void ConnectionSet::make_busy(Connection* c) {
+  if (c->in_idle) {
+    idle_.erase(c->idle_pos);
+    c->in_idle = false;
+  }
+}
+
+void ConnectionSet::forget(Connection* c) {
+  make_busy(c);
+  all_.erase(c->all_pos);
+  open_.fetch_sub(1);
+  graveyard_.push_back(c);
+  event_active(reaper_, EV_TIMEOUT, 0);
+}
+
+void ConnectionSet::on_reap(int, short, void* self) {
+  auto* set = static_cast<ConnectionSet*>(self);
+  std::vector<Connection*> dead;
+  dead.swap(set->graveyard_);
+  for (Connection* c : dead) {
+    delete c;
+  }
+}
+
+void ConnectionSet::drain() {
+  draining_ = true;
+  while (!idle_.empty()) {
+    idle_.front()->close_now(/*notify=*/false);
+  }
+}
+
+// ---------------------------------------------------------------- Acceptor
+
+Acceptor::Acceptor(event_base* base, int fd, ConnectionSet& set, std::string name)
+    : set_(set), name_(std::move(name)) {
+  listener_ = evconnlistener_new(base, &Acceptor::on_accept, this,
+                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+  if (listener_ == nullptr) {
+    ::close(fd);
+    return;
+  }
+  evconnlistener_set_error_cb(listener_, &Acceptor::on_error);
+  resume_ = evtimer_new(base, &Acceptor::on_resume, this);
+}
+
+Acceptor::~Acceptor() {
+  if (resume_ != nullptr) {
+    event_free(resume_);
+  }
+  if (listener_ != nullptr) {
+    evconnlistener_free(listener_);
+  }
+}
+
+void Acceptor::on_accept(evconnlistener*, int fd, sockaddr* sa, int len, void* self) {
+  static_cast<Acceptor*>(self)->set_.adopt(fd, sa, static_cast<socklen_t>(len));
+}
+
+void Acceptor::on_error(evconnlistener* l, void* self) {
+  auto* a = static_cast<Acceptor*>(self);
+  const int err = errno;
+  ++a->failed_;
+  if (a->set_.metrics_ != nullptr) {
+    a->set_.metrics_->accept_error();
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (now - a->logged_at_ >= std::chrono::seconds(10)) {
+    spdlog::error("accept on {} failed {} time(s) ({}); pausing accepts for 100 ms at a time",
+                  a->name_, a->failed_, std::strerror(err));
+    a->failed_ = 0;
+    a->logged_at_ = now;
+  }
+  // Out of descriptors or memory: the pending connection stays in the backlog. Accepting
+  // again at once would fail at once (the busy loop this replaces); retry shortly.
+  evconnlistener_disable(l);
+  timeval tv{0, 100 * 1000};
+  evtimer_add(a->resume_, &tv);
+}
+
+void Acceptor::on_resume(int, short, void* self) {
+  evconnlistener_enable(static_cast<Acceptor*>(self)->listener_);
+}
+
+// ---------------------------------------------------------------- descriptors
+
+conf::Result<std::uint64_t, std::string> raise_fd_limit(int max_connections) {
+  // Each connection is one socket and, while it reads a cache file nobody else reads, one more
+  // descriptor; 1024 more for listeners, upstream transfers, spool files, LMDB and logs. The
+  // socket and the margin are required; the second descriptor is asked for when the hard limit
+  // allows (files of hot objects are shared, and running out only pauses accepting).
+  const rlim_t need = static_cast<rlim_t>(max_connections) + 1024;
+  const rlim_t want = static_cast<rlim_t>(max_connections) * 2 + 1024;
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return conf::unexpected(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+  }
+  if (rl.rlim_cur >= want) {
+    return static_cast<std::uint64_t>(rl.rlim_cur);
+  }
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+    return conf::unexpected("server.max_connections " + std::to_string(max_connections) +
+                            " needs at least " + std::to_string(need) +
+                            " file descriptors but the hard limit is " +
+                            std::to_string(rl.rlim_max) +
+                            "; raise it (LimitNOFILE= in the unit, ulimit -Hn) or lower "
+                            "server.max_connections");
+  }
+  const rlim_t target = rl.rlim_max == RLIM_INFINITY ? want : std::min(want, rl.rlim_max);
+  if (target <= rl.rlim_cur) {
+    return static_cast<std::uint64_t>(rl.rlim_cur);
+  }
+  rl.rlim_cur = target;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return conf::unexpected(std::string("setrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+  }
+  return static_cast<std::uint64_t>(target);
+}
+
+}  // namespace proxy
