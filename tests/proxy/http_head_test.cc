@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 
 namespace proxy {
@@ -208,6 +209,73 @@ TEST(Chunked, Errors) {
   std::string out;
   std::string line(5000, '1');
   EXPECT_EQ(dec.feed(line, out).state, ChunkedBody::State::kError);  // a size line without end
+}
+
+// A bounded random-input property test (the in-process half of the front's fuzzing; the
+// raw-socket half is tests/integration/test_hostile.py): mutated and random heads never crash
+// (ASan/UBSan watch), errors carry a status the front sends, a head that parses reports what
+// it consumed, and feeding a chunked body in random pieces decodes what feeding it whole does.
+TEST(HeadFuzz, RandomInputsKeepTheContract) {
+  std::mt19937 rng(20261204);
+  const std::string seeds[] = {
+      "GET /catalog.json HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\n\r\n",
+      "HEAD /x HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc",
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+  };
+  const std::string alphabet =
+      "GETHOST/:; \t\r\n0123456789,-=chunkedContent-LengthTransfer\x00\xff";
+  for (int i = 0; i < 20000; ++i) {
+    std::string in = seeds[rng() % 3];
+    int edits = static_cast<int>(rng() % 6);
+    for (int e = 0; e < edits && !in.empty(); ++e) {
+      std::size_t at = rng() % in.size();
+      switch (rng() % 3) {
+        case 0:
+          in[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          in.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        default:
+          in.erase(at, 1);
+      }
+    }
+    HeadParse p = parse_request_head(in, HeadLimits{});
+    if (p.state == State::kError) {
+      EXPECT_TRUE(p.error.status == 400 || p.error.status == 414 || p.error.status == 431 ||
+                  p.error.status == 505)
+          << p.error.status;
+    } else if (p.state == State::kDone) {
+      ASSERT_LE(p.consumed, in.size());
+      EXPECT_EQ(find_head_end(in), p.consumed);
+      EXPECT_FALSE(p.head.method.empty());
+      EXPECT_TRUE(p.head.minor == 0 || p.head.minor == 1);
+      // What follows the head decodes the same whole or in pieces.
+      if (p.head.body == BodyFraming::kChunked) {
+        std::string_view rest = std::string_view(in).substr(p.consumed);
+        ChunkedBody whole(1024);
+        std::string a;
+        ChunkedBody::Step w = whole.feed(rest, a);
+        ChunkedBody pieces(1024);
+        std::string b;
+        std::size_t at = 0;
+        ChunkedBody::Step st;
+        while (at < rest.size()) {
+          std::size_t n = 1 + rng() % 7;
+          st = pieces.feed(rest.substr(at, n), b);
+          at += st.consumed;
+          if (st.state != ChunkedBody::State::kMore) {
+            break;
+          }
+        }
+        if (w.state == ChunkedBody::State::kDone) {
+          EXPECT_EQ(st.state, ChunkedBody::State::kDone);
+          EXPECT_EQ(a, b);
+          EXPECT_EQ(at, w.consumed);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
