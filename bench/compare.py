@@ -6,6 +6,7 @@ serving local files: the physical limit), all in front of one radosgw on 127.0.0
   /usr/bin/python3 bench/compare.py --out bench/RESULTS.md  # full run (~25 min)
   options: --scenarios 1,2,3,4,5,6  --rounds N  --tuskd PATH  --time-limit SEC  --keep
            --contenders tuskd,nginx  --throttled 5   (side-by-side A/B runs of a few)
+           --tuskd-b PATH   adds a second tuskd build as contender `tuskd-b` (A/B of a change)
 
 Scenarios (contenders alternate within each one, the order rotating per round: ABCDE BCDEA ...,
 so that nobody always runs first or right after the same neighbour):
@@ -457,6 +458,12 @@ class Tuskd(Contender):
             return harness.parse_prometheus(body.decode()) if st == 200 else {}
         except OSError:
             return {}
+
+
+class TuskdB(Tuskd):
+    """A second tuskd build (--tuskd-b), measured like a peer: the A/B of a change."""
+    name = "tuskd-b"
+    peer = True
 
 
 class Varnish(Contender):
@@ -946,6 +953,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, help="rounds per scenario (default: quick 1, full 3 "
                     "direct / 2 throttled)")
     ap.add_argument("--tuskd", default=str(ROOT / "build" / "proxy" / "tuskd"))
+    ap.add_argument("--tuskd-b", help="a second tuskd binary, contender `tuskd-b` (A/B)")
     ap.add_argument("--out", help="write the tables, command and machine facts here (markdown)")
     ap.add_argument("--time-limit", type=float, help="seconds (default: quick 300, full 2400)")
     ap.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
@@ -966,8 +974,12 @@ def main(argv=None) -> int:
 
     sel = subset("--scenarios", args.scenarios, [1, 2, 3, 4, 5, 6], int)
     slow = subset("--throttled", args.throttled, [3, 4, 5], int)
-    order = subset("--contenders", args.contenders,
-                   ["tuskd", "varnish", "nginx", "nginx-slice", "static"])
+    allowed = ["tuskd", "varnish", "nginx", "nginx-slice", "static"]
+    if args.tuskd_b:
+        allowed.insert(1, "tuskd-b")
+        if args.contenders == ap.get_default("contenders"):
+            args.contenders += ",tuskd-b"
+    order = subset("--contenders", args.contenders, allowed)
     tuskd_src = Path(args.tuskd).resolve()
     if not os.access(tuskd_src, os.X_OK):
         ap.error(f"no executable tuskd at {tuskd_src}")
@@ -998,6 +1010,9 @@ def main(argv=None) -> int:
         # the binary may be rebuilt while we run: measure one fixed copy
         tuskd = tmp / "tuskd"
         shutil.copy2(tuskd_src, tuskd)
+        tuskd_b = tmp / "tuskd-b"
+        if args.tuskd_b:
+            shutil.copy2(Path(args.tuskd_b).resolve(), tuskd_b)
         facts = machine_facts(tuskd, tuskd_src)  # the copy (copy2 keeps the mtime)
         up.start(deadline)
         up.make_objects(deadline)
@@ -1022,7 +1037,8 @@ def main(argv=None) -> int:
         for ph, scens, rounds in phases:
             log(f"== phase {ph}: scenarios {scens}, {rounds} round(s)")
             pdir = tmp / ph
-            contenders = [Tuskd(procs, pdir / "tuskd", tuskd), Varnish(procs, pdir / "varnish"),
+            contenders = [Tuskd(procs, pdir / "tuskd", tuskd), TuskdB(procs, pdir / "tuskd-b", tuskd_b),
+                          Varnish(procs, pdir / "varnish"),
                           Nginx(procs, pdir / "nginx"), NginxSlice(procs, pdir / "nginx-slice"),
                           NginxStatic(procs, pdir / "static", up.static)]
             contenders = [c for c in contenders if c.name in order]

@@ -73,6 +73,7 @@ class Connection {
   bool linger_after_ = false;  // ... after reading and dropping what the client still sends
   std::size_t scanned_ = 0;    // bytes of the input already searched for the end of a head
   bool saw_line_ = false;      // the head being read has a line feed (its request line ended)
+  bool read_paused_ = false;   // reading stopped: a head's worth of input waits behind an answer
   std::uint64_t body_left_ = 0;
   std::unique_ptr<ChunkedBody> chunked_;
   std::uint64_t lingered_ = 0;
@@ -155,9 +156,6 @@ Connection::Connection(ConnectionSet& set, int fd, const sockaddr* sa, socklen_t
     std::memcpy(&peer, sa, static_cast<std::size_t>(len));
   }
   bev_ = bufferevent_socket_new(set_.base_, fd, BEV_OPT_CLOSE_ON_FREE);
-  // The read-ahead bound: reading the socket stops while this much input waits, so a client
-  // that pipelines without reading answers costs one head's worth of memory, not its stream.
-  bufferevent_setwatermark(bev_, EV_READ, 0, set_.limits_.head.max_head + 4096);
   timeval send_tv = to_timeval(set_.limits_.send_timeout);
   bufferevent_set_timeouts(bev_, nullptr, &send_tv);  // counts only while output is pending
   bufferevent_setcb(bev_, &Connection::on_read, &Connection::on_write, &Connection::on_event, this);
@@ -218,8 +216,18 @@ void Connection::process_input() {
       }
       case State::kBusy:
       case State::kFlushing:
+        // The read-ahead bound: while an answer is pending, reading stops once a head's worth
+        // of what follows waits, so a client pipelining without reading answers costs one
+        // head of memory, not its stream. (Not libevent's read watermark: in 2.1 a suspended
+        // bufferevent whose input stays full keeps re-running the read callback, a busy loop.)
+        if (!read_paused_ &&
+            evbuffer_get_length(bufferevent_get_input(bev_)) >= set_.limits_.head.max_head) {
+          bufferevent_disable(bev_, EV_READ);
+          read_paused_ = true;
+        }
+        return;
       case State::kClosed:
-        return;  // the next request waits in the (bounded) input buffer
+        return;
     }
   }
 }
@@ -386,6 +394,10 @@ void Connection::on_write(bufferevent*, void* self) {
 
 void Connection::response_done() {
   ex_.reset();
+  if (read_paused_) {
+    read_paused_ = false;
+    bufferevent_enable(bev_, EV_READ);
+  }
   if (linger_after_) {
     start_linger();
     return;

@@ -125,6 +125,10 @@ def test_pipelining_without_reading_is_bounded(edge):
     # Without backpressure every byte sent is read into memory: tens of MB per second each.
     assert sum(sent) < 48 << 20, f"tuskd kept reading: {sum(sent) >> 20} MiB taken"
     assert peak < 100 * 1024, f"RSS {peak} kB"
+    # Held open and still unread, the connections cost no CPU (no busy loop on full input).
+    cpu0 = cpu_seconds(t.pid)
+    time.sleep(2)
+    assert cpu_seconds(t.pid) - cpu0 < 0.3
     for s in socks:
         s.close()
     assert_serves(t)
