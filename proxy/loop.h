@@ -19,8 +19,8 @@ namespace proxy {
 class EventLoop {
  public:
   // `changelist`: coalesce the event changes of one loop iteration into one epoll_ctl per fd
-  // (evhttp disables and re-enables read/write around every request: 4 syscalls a small hit
-  // without it). For loops whose fds are never dup()ed, as libevent requires: the HTTP workers.
+  // (a connection arms its write event per answer and libevent drops it once written: an
+  // epoll_ctl pair per small hit without it). For loops whose fds are never dup()ed, as libevent requires: the HTTP workers.
   explicit EventLoop(std::string name, bool changelist = false);
   ~EventLoop();  // stops and joins
 
