@@ -56,6 +56,9 @@ void EventLoop::stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  // A loopbreak before the thread enters event_base_loop is lost (the loop clears the flag
+  // when it starts): the wakeup event, processed however late the loop starts, breaks too.
+  event_active(wakeup_, EV_READ, 0);
   event_base_loopbreak(base_);
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
     thread_.join();
@@ -77,9 +80,14 @@ void EventLoop::on_wakeup(int, short, void* self) { static_cast<EventLoop*>(self
 
 void EventLoop::drain() {
   std::vector<std::function<void()>> batch;
+  bool stopping = false;
   {
     std::lock_guard lock(mu_);
     batch.swap(queue_);
+    stopping = stopping_;
+  }
+  if (stopping) {
+    event_base_loopbreak(base_);
   }
   for (auto& fn : batch) {
     fn();
