@@ -31,7 +31,8 @@ class Connection {
  public:
   enum class State { kFresh, kIdle, kHead, kBody, kBusy, kFlushing, kLinger, kClosed };
 
-  Connection(ConnectionSet& set, int fd, const sockaddr* peer, socklen_t peer_len);
+  // Takes `bev` (a socket bufferevent that closes its socket when freed).
+  Connection(ConnectionSet& set, bufferevent* bev, const sockaddr* peer, socklen_t peer_len);
   ~Connection();
 
   // Exchange's calls.
@@ -74,6 +75,7 @@ class Connection {
   std::size_t scanned_ = 0;    // bytes of the input already searched for the end of a head
   bool saw_line_ = false;      // the head being read has a line feed (its request line ended)
   bool read_paused_ = false;   // reading stopped: a head's worth of input waits behind an answer
+  bool eof_ = false;           // the client half-closed: nothing more will be read
   std::uint64_t body_left_ = 0;
   std::unique_ptr<ChunkedBody> chunked_;
   std::uint64_t lingered_ = 0;
@@ -150,12 +152,11 @@ void Exchange::abort() { conn_.close_now(/*notify=*/false); }
 
 // ---------------------------------------------------------------- Connection
 
-Connection::Connection(ConnectionSet& set, int fd, const sockaddr* sa, socklen_t len)
-    : set_(set), ex_(*this) {
+Connection::Connection(ConnectionSet& set, bufferevent* bev, const sockaddr* sa, socklen_t len)
+    : set_(set), bev_(bev), ex_(*this) {
   if (sa != nullptr && len > 0 && static_cast<std::size_t>(len) <= sizeof peer) {
     std::memcpy(&peer, sa, static_cast<std::size_t>(len));
   }
-  bev_ = bufferevent_socket_new(set_.base_, fd, BEV_OPT_CLOSE_ON_FREE);
   timeval send_tv = to_timeval(set_.limits_.send_timeout);
   bufferevent_set_timeouts(bev_, nullptr, &send_tv);  // counts only while output is pending
   bufferevent_setcb(bev_, &Connection::on_read, &Connection::on_write, &Connection::on_event, this);
@@ -394,6 +395,10 @@ void Connection::on_write(bufferevent*, void* self) {
 
 void Connection::response_done() {
   ex_.reset();
+  if (eof_) {
+    close_now(false);  // nothing left to read or to linger for
+    return;
+  }
   if (read_paused_) {
     read_paused_ = false;
     bufferevent_enable(bev_, EV_READ);
@@ -402,7 +407,7 @@ void Connection::response_done() {
     start_linger();
     return;
   }
-  if (close_after_) {
+  if (close_after_ || set_.draining_) {
     if (evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
       start_linger();  // closing with unread input would reset the answer away
     } else {
@@ -453,9 +458,11 @@ void Connection::start_linger() {
 void Connection::on_event(bufferevent*, short what, void* self) {
   auto* c = static_cast<Connection*>(self);
   if ((what & BEV_EVENT_EOF) != 0 && (what & BEV_EVENT_WRITING) == 0 &&
-      c->state_ == State::kFlushing) {
-    // The client half-closed after its request: finish the answer, then close.
+      (c->state_ == State::kBusy || c->state_ == State::kFlushing)) {
+    // The client half-closed after its request (`nc -N`, some scripts): it still reads. Finish
+    // the answer, then close; a client that is really gone fails the next write instead.
     c->close_after_ = true;
+    c->eof_ = true;
     bufferevent_disable(c->bev_, EV_READ);
     return;
   }
@@ -564,8 +571,15 @@ void ConnectionSet::adopt(int fd, const sockaddr* peer, socklen_t peer_len) {
     idle_.front()->close_now(/*notify=*/false);
     open_.fetch_add(1);
   }
+  bufferevent* bev = bufferevent_socket_new(base_, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (bev == nullptr) {
+    ::close(fd);
+    open_.fetch_sub(1);
+    count(ConnEvent::kRefused);
+    return;
+  }
   count(ConnEvent::kAccepted);
-  auto* c = new Connection(*this, fd, peer, peer_len);
+  auto* c = new Connection(*this, bev, peer, peer_len);
   all_.push_back(c);
   c->all_pos = std::prev(all_.end());
   make_idle(c);  // a new connection waiting for its first byte may be reaped, as in nginx

@@ -348,11 +348,13 @@ ChunkedBody::Step ChunkedBody::feed(std::string_view in, std::string& out) {
     if (nl == std::string_view::npos) {
       break;
     }
+    // Inside a body every line ends in CRLF: a bare LF here is where a front proxy and we
+    // could disagree on the end of the body (smuggling), so it is refused, unlike in heads.
     std::string_view line(line_);
-    line.remove_suffix(1);
-    if (!line.empty() && line.back() == '\r') {
-      line.remove_suffix(1);
+    if (line.size() < 2 || line[line.size() - 2] != '\r') {
+      return error("chunked body line without CRLF");
     }
+    line.remove_suffix(2);
     if (line.find('\r') != std::string_view::npos) {
       return error("bare CR in a chunked body");
     }
@@ -362,9 +364,18 @@ ChunkedBody::Step ChunkedBody::feed(std::string_view in, std::string& out) {
       }
       phase_ = Phase::kSize;
     } else if (phase_ == Phase::kSize) {
-      std::string_view size = line.substr(0, line.find(';'));
-      while (!size.empty() && (size.back() == ' ' || size.back() == '\t')) {
-        size.remove_suffix(1);  // BWS before a chunk extension
+      const std::size_t semi = line.find(';');
+      std::string_view size = line.substr(0, semi);
+      if (semi != std::string_view::npos) {
+        while (!size.empty() && (size.back() == ' ' || size.back() == '\t')) {
+          size.remove_suffix(1);  // BWS before a chunk extension
+        }
+        if (!is_field_value(line.substr(semi))) {
+          return error("control character in a chunk extension");
+        }
+      }
+      while (size.size() > 1 && size.front() == '0') {
+        size.remove_prefix(1);  // leading zeros are not digits of the size
       }
       if (size.empty() || size.size() > 15) {
         return error("malformed chunk size");
@@ -390,6 +401,12 @@ ChunkedBody::Step ChunkedBody::feed(std::string_view in, std::string& out) {
     } else {  // kTrailer: fields until the blank line
       if (line.empty()) {
         phase_ = Phase::kDone;
+      } else {
+        const std::size_t colon = line.find(':');
+        if (colon == std::string_view::npos || !is_token(line.substr(0, colon)) ||
+            !is_field_value(line.substr(colon + 1))) {
+          return error("malformed trailer field");
+        }
       }
     }
     line_.clear();

@@ -13,6 +13,7 @@
 #include <ctime>
 #include <limits>
 
+#include "proxy/http_text.h"
 #include "s3/printable.h"
 #include "s3/sign.h"
 
@@ -109,7 +110,19 @@ Request::Next Request::recv() {
     synth(405, "Method Not Allowed", "tusk serves GET and HEAD only\n", {{"Allow", "GET, HEAD"}});
     return Next::kDone;
   }
-  auto routed = svc_.router.route(host_, target_uri_);
+  // absolute-form (RFC 9112 §3.2.2, what a client configured with tuskd as its proxy sends):
+  // its authority is the host and the Host field is ignored.
+  std::string_view path = target_uri_;
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (path.size() > scheme.size() && iequals(path.substr(0, scheme.size()), scheme)) {
+      path.remove_prefix(scheme.size());
+      std::size_t slash = path.find('/');
+      host_ = std::string(path.substr(0, slash));
+      path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
+      break;
+    }
+  }
+  auto routed = svc_.router.route(host_, path);
   if (!routed) {
     if (routed.error().code == RouteErrc::kBadPath) {
       synth(400, "Bad Request", "bad request path: " + routed.error().message + "\n");

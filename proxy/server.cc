@@ -57,8 +57,6 @@ conf::Result<int, std::string> listen_socket(const std::string& address, bool re
 
 Server::Server(Services& svc) : svc_(svc) {}
 
-Server::~Server() { stop(); }
-
 ConnLimits Server::limits() const {
   const conf::Server& c = svc_.config.server;
   ConnLimits l;
@@ -149,18 +147,23 @@ void Server::stop() {
     admin_loop_->stop();
   }
   // The loops are stopped: what was posted to them runs (stop_accepting's closures), then
-  // their connections close here (close handlers run), then the loops go.
+  // their connections close here (close handlers run). The loops themselves stay until the
+  // destructor: fills still running post wake-ups to them, which a stopped loop drops.
   for (auto& w : workers_) {
     w->loop->run_pending();
     w->acceptors.clear();
     w->conns.reset();
   }
-  workers_.clear();
   if (admin_loop_) {
     admin_loop_->run_pending();
   }
   admin_acceptor_.reset();
   admin_conns_.reset();
+}
+
+Server::~Server() {
+  stop();
+  workers_.clear();
   admin_loop_.reset();
 }
 

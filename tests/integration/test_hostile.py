@@ -369,6 +369,45 @@ def test_ambiguous_framing_is_400_and_closes(edge, name, request_bytes):
     assert int(headers["content-length"]) == len(body)
 
 
+def test_chunked_body_lines_need_crlf(edge):
+    """A bare LF inside a chunked body is where a front proxy and tuskd could end the body in
+    different places: refused, and nothing after it is answered."""
+    data = exchange(edge.port, b"GET /catalog.json HTTP/1.1\r\nHost: x\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n2;\nxx\r\n0\r\n\r\n"
+                               b"GET /catalog.json HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers = head_of(data)
+    assert status.startswith("HTTP/1.1 400"), data[:200]
+    assert int(headers["content-length"]) == len(data.split(b"\r\n\r\n", 1)[1])
+
+
+def test_empty_chunked_body_and_small_bodies_are_accepted(edge):
+    for req in (b"GET /catalog.json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n0\r\n\r\n",
+                b"GET /catalog.json HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                b"Connection: close\r\n\r\nhello"):
+        status, _, body = raw_request(edge.port, req)
+        assert status == 200 and body == b'{"images": []}\n'
+
+
+def test_half_closed_client_gets_the_whole_answer(edge):
+    """`printf 'GET ...' | nc -N`: the client shuts its sending side after the request and
+    still reads; the answer (a 32 MiB cold miss, then a hit) arrives whole."""
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", edge.port), timeout=30) as s:
+            s.sendall(b"GET /images/big.img HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            data = read_until_close(s)
+        status, headers = head_of(data)
+        assert status.startswith("HTTP/1.1 200")
+        assert data.split(b"\r\n\r\n", 1)[1] == blob(32 << 20, seed=3)
+
+
+def test_absolute_form_target_is_served(edge):
+    status, _, body = raw_request(edge.port, b"GET http://edge.example/catalog.json HTTP/1.1\r\n"
+                                             b"Host: other\r\nConnection: close\r\n\r\n")
+    assert status == 200 and body == b'{"images": []}\n'
+
+
 # ---------------------------------------------------------------- 6. methods and versions
 
 

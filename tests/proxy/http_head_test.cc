@@ -187,16 +187,29 @@ TEST(Chunked, DecodesAcrossFeeds) {
   }
 }
 
+TEST(Chunked, LeadingZerosAndExtensions) {
+  ChunkedBody dec(1024);
+  std::string out;
+  ChunkedBody::Step st = dec.feed("0004 ;name=\"v\"\r\nWiki\r\n00\r\n\r\n", out);
+  EXPECT_EQ(st.state, ChunkedBody::State::kDone) << (st.error ? st.error : "");
+  EXPECT_EQ(out, "Wiki");
+}
+
 TEST(Chunked, Errors) {
   struct {
     const char* body;
     bool too_large;
   } table[] = {
-      {"zz\r\n", false},                 // not hex
-      {"4\r\nWikiX\r\n", false},         // data longer than its size
-      {"1ffffffff\r\n", true},           // beyond max_body
-      {"4\rx\n", false},                 // bare CR
-      {"10000000000000000\r\n", false},  // more hex digits than any size
+      {"zz\r\n", false},                    // not hex
+      {"4\r\nWikiX\r\n", false},            // data longer than its size
+      {"1ffffffff\r\n", true},              // beyond max_body
+      {"4\rx\n", false},                    // bare CR
+      {"10000000000000000\r\n", false},     // more hex digits than any size
+      {"4\nWiki\r\n", false},               // bare LF ends no line inside a body
+      {"4;a\x01b\r\nWiki\r\n", false},      // control byte in an extension
+      {"5 \r\nhello\r\n", false},           // whitespace without an extension
+      {"0\r\nno colon\r\n\r\n", false},     // malformed trailer
+      {"0\r\nBad Name: x\r\n\r\n", false},  // malformed trailer name
   };
   for (const auto& row : table) {
     ChunkedBody dec(1024);
