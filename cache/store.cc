@@ -329,6 +329,32 @@ struct Store::Impl {
     return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
   }
 
+  // Writes the access times batched by touch() into `txn`. Called before every eviction walk
+  // (and by flush), so that a hit counts as a use at once: the LRU the walk reads is never
+  // older than the hits already served. Caller holds write_mu; takes touch_mu inside it.
+  Result<void> apply_touches(const Txn& txn) {
+    std::unordered_map<std::string, std::int64_t> batch;
+    {
+      std::lock_guard lock(touch_mu);
+      batch.swap(touched);
+    }
+    for (const auto& [hash, at] : batch) {
+      auto m = get_meta(txn, hash);
+      if (!m) {
+        return pass(std::move(m));
+      }
+      if (!*m || (*m)->accessed_at >= at) {
+        continue;  // gone, or a newer create already stamped it
+      }
+      const std::int64_t old_at = (*m)->accessed_at;
+      (*m)->accessed_at = at;
+      if (auto r = put_meta(txn, hash, **m, old_at); !r) {
+        return r;
+      }
+    }
+    return {};
+  }
+
   // Walks the LRU oldest first and deletes, inside `txn`, unpinned records other than `exclude`
   // until `enough(freed_bytes)` holds. Without `partial`, deletes nothing when it cannot get
   // there. LRU entries that do not match a record are debris of older crashes: dropped.
@@ -810,11 +836,15 @@ Result<Store::Created> Store::create(std::string_view key, Meta meta) {
     };
     bool dirty = false;
     if (!enough(0)) {
+      if (auto r = d.apply_touches(*txn); !r) {
+        return pass(std::move(r));
+      }
       auto picked = d.evict(*txn, hash, /*partial=*/false, enough);
       if (!picked) {
         return pass(std::move(picked));
       }
       if (!*picked) {
+        (void)txn->commit();  // keeps the access times just applied; nothing else changed
         return fail(Errc::kNoSpace,
                     "no room for " + std::to_string(meta.size) + " bytes in " + d.opts.dir + ": " +
                         std::to_string(d.used) + " of " + std::to_string(d.opts.max_size) +
@@ -1041,39 +1071,28 @@ void Store::touch(std::string_view key) {
 void Store::flush() {
   const EpochBump bump(impl_->epoch);  // after the change, on every path
   Impl& d = *impl_;
-  std::unordered_map<std::string, std::int64_t> batch;
-  {
-    std::lock_guard lock(d.touch_mu);
-    batch.swap(d.touched);
-  }
   std::vector<Victim> victims;
   {
     std::lock_guard lock(d.write_mu);
-    if (!batch.empty()) {
-      auto written = [&]() -> Result<void> {
-        auto txn = Txn::begin(d.env.get(), 0);
-        if (!txn) {
-          return pass(std::move(txn));
+    auto written = [&]() -> Result<void> {
+      {
+        std::lock_guard touch_lock(d.touch_mu);
+        if (d.touched.empty()) {
+          return {};
         }
-        for (const auto& [hash, at] : batch) {
-          auto m = d.get_meta(*txn, hash);
-          if (!m) {
-            return pass(std::move(m));
-          }
-          if (!*m || (*m)->accessed_at >= at) {
-            continue;  // gone, or a newer create already stamped it
-          }
-          const std::int64_t old_at = (*m)->accessed_at;
-          (*m)->accessed_at = at;
-          if (auto r = d.put_meta(*txn, hash, **m, old_at); !r) {
-            return r;
-          }
-        }
-        return txn->commit();
-      }();
-      if (!written) {
-        spdlog::error("cache: cannot write access times: {}", written.error().message);
       }
+      auto txn = Txn::begin(d.env.get(), 0);
+      if (!txn) {
+        return pass(std::move(txn));
+      }
+      auto applied = d.apply_touches(*txn);
+      if (!applied) {
+        return applied;
+      }
+      return txn->commit();
+    }();
+    if (!written) {
+      spdlog::error("cache: cannot write access times: {}", written.error().message);
     }
     std::uint64_t disk = 0;
     if (d.opts.min_free > 0) {

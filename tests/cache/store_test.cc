@@ -305,6 +305,24 @@ TEST_F(StoreTest, LruEvictionByBytesFollowsTouchOrder) {
   EXPECT_EQ(body_files().size(), 2u);
 }
 
+// Issue 9, defect 1: a hit counts as a use for eviction at once. Touches wait in memory for the
+// periodic flush, but an eviction walk applies them first: GET a, b, a, c evicts b, not a.
+TEST_F(StoreTest, HitsCountForEvictionBeforeTheNextFlush) {
+  Store& s = open(options(48));
+  clock_->store(100);
+  create("a", 20);
+  clock_->store(101);
+  create("b", 20);
+  clock_->store(102);
+  s.touch("a");  // a hit, not flushed
+  clock_->store(103);
+  create("c", 20);
+  EXPECT_TRUE(s.lookup("a").has_value());
+  EXPECT_FALSE(s.lookup("b").has_value());
+  EXPECT_TRUE(s.lookup("c").has_value());
+  EXPECT_EQ(s.lookup("a")->accessed_at, 102);
+}
+
 TEST_F(StoreTest, PinnedObjectsAreNeverEvicted) {
   Store& s = open(options(20));
   clock_->store(1);
