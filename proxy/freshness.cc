@@ -95,6 +95,15 @@ Freshness decide(const Headers& headers, const conf::Route& route, std::int64_t 
   if (cc.no_store || cc.private_) {
     return f;  // not storable, whatever the route says
   }
+  // Vary (RFC 9111 §4.1): a stored answer may serve only requests whose nominated headers
+  // match the request it answered. tusk's upstream requests are its own (no client header is
+  // forwarded), so a varying answer is passed through, never stored and replayed to requests
+  // it may not fit; `Vary: *` never matches anything. S3 and Walrus send no Vary to tusk.
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, "vary") && !trim_ows(v).empty()) {
+      return f;
+    }
+  }
   f.storable = true;
 
   // Age already accumulated upstream (RFC 9111 §4.2.3, without the request-delay term, which

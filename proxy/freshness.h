@@ -1,6 +1,7 @@
 // Shared-cache storage and freshness decisions (RFC 9111 §3, §4.2) over an origin response's
 // headers and the route's defaults. Pure: the caller passes the clock reading.
-// Tricky: a shared cache honours s-maxage before max-age; `private` and `no-store` forbid storing;
+// Tricky: a shared cache honours s-maxage before max-age; `private`, `no-store` and any `Vary`
+// forbid storing;
 // `no-cache` allows storing but every use needs the origin first; a route with ttl_override
 // ignores all of the origin's freshness headers (but never its no-store/private).
 #pragma once
@@ -41,6 +42,7 @@ struct Freshness {
 };
 
 // Decides for a 200 response received at `now` with `headers`, served through `route`.
+// Not storable: no-store, private, or a non-empty Vary (a passed-through answer).
 Freshness decide(const Headers& headers, const conf::Route& route, std::int64_t now);
 
 // Case-insensitive header lookup; returns the first value or empty.

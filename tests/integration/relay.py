@@ -31,7 +31,8 @@ slow:BYTES_PER_SEC[:MS]   throttle each response body; wait MS before forwarding
 ignore-range              strip Range from the request: the upstream answers 200 with all bytes
 walrus-range              206 + `Content-Range: bytes a-b/n` becomes 200 + `Content-Range: a-b/n`
 lie-length[:EXTRA]        advertise Content-Length + EXTRA (default 4096), send the real body, close
-change-etag[:VALUE]       replace the ETag (default: a different quoted 32-hex value)"""
+change-etag[:VALUE]       replace the ETag (default: a different quoted 32-hex value)
+add-header:NAME:VALUE     add a response header (e.g. add-header:Vary:Accept-Encoding)"""
 
 HEAD_LIMIT = 1 << 20  # longest accepted request/response head
 COPY_BLOCK = 256 * 1024
@@ -60,6 +61,8 @@ class Mode:
                 return Mode(kind, n=int(args[0]) if args else 4096)
             if kind == "change-etag":
                 return Mode(kind, value=rest)
+            if kind == "add-header" and len(args) >= 2 and args[0]:
+                return Mode(kind, value=rest)
         except ValueError:
             pass
         raise ValueError(f"bad relay mode {text!r}; modes:\n{MODES}")
@@ -71,8 +74,8 @@ class Mode:
             return f"slow:{self.n}:{self.delay_ms}"
         if self.kind == "lie-length":
             return f"lie-length:{self.n}"
-        if self.kind == "change-etag" and self.value:
-            return f"change-etag:{self.value}"
+        if self.kind in ("change-etag", "add-header") and self.value:
+            return f"{self.kind}:{self.value}"
         return self.kind
 
 
@@ -313,6 +316,9 @@ class Relay:
                 old = get_header(rheaders, "etag")
                 new = mode.value or '"' + hashlib.md5(b"changed:" + old.encode()).hexdigest() + '"'
                 rheaders = set_header(rheaders, "ETag", new)
+            elif mode.kind == "add-header":
+                name, _, value = mode.value.partition(":")
+                rheaders.append((name, value))
             cwriter.write(build_head(f"{rversion} {status} {reason_text}".rstrip(), rheaders))
             await cwriter.drain()
 

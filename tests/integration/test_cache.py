@@ -105,6 +105,26 @@ def test_no_store_and_private_are_passed_through_not_stored(rgw, bucket, make_tu
     assert list((t.workdir / "cache" / "tmp").iterdir()) == [], "spool files are unlinked"
 
 
+@pytest.mark.parametrize("vary", ["Accept-Encoding", "*"])
+def test_a_varying_answer_is_passed_through_never_replayed(rgw, bucket, make_tuskd, make_relay,
+                                                           vary):
+    """Issue 9, defect 7: an answer with Vary was stored and replayed to requests it may not
+    match. tusk forwards no client header upstream, so such an answer is passed through."""
+    b = bucket()
+    data = blob(30_000)
+    put(rgw, b, "v.bin", data)
+    relay = make_relay(f"add-header:Vary:{vary}")
+    t = make_tuskd(b, endpoint=relay.url)
+    off = rgw.log_offset()
+    for enc in ("gzip", "identity", None):
+        r = t.get("/images/v.bin", headers={"Accept-Encoding": enc} if enc else {})
+        assert r.status_code == 200 and r.content == data
+        assert r.headers["X-Cache"] == "PASS"
+        assert r.headers["Vary"] == vary
+    assert rgw.request_count(off, bucket=b) == 3
+    assert t.metric("tusk_cache_objects") == 0
+
+
 def test_no_cache_is_revalidated_before_each_use(rgw, bucket, make_tuskd):
     b = bucket()
     put(rgw, b, "n", b"nc", CacheControl="no-cache")
