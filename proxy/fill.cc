@@ -1246,6 +1246,9 @@ FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, F
     fill->retire();  // never in the table
     return fill;
   }
+  // Pinned for the fill's life and that of every client following it (issue 9, defect 2):
+  // evicting an object while its chunks are being marked would fail the fill.
+  fill->pin_ = store_.pin(cache_key);
   fills_.emplace(cache_key, fill);
   auto runner =
       std::make_shared<FillRunner>(*this, fill, target, client_it->second, seed, first_byte);

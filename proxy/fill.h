@@ -126,6 +126,7 @@ class Fill {
   bool wake_ready(std::unique_lock<std::mutex>& lock, bool force = true);
 
   const std::string cache_key_;
+  cache::Pin pin_;  // the object is not evicted while it fills or a client reads along
   mutable std::mutex mu_;
   Snapshot snap_;
   std::uint64_t chunk_size_ = 0;

@@ -467,6 +467,8 @@ Request::Next Request::deliver() {
         entity_.fill->want(p.offset, p.offset + p.length - 1);
       }
     }
+  } else if (entity_.generation != 0) {
+    pin_ = svc_.store.pin(cache_key_);  // a streamed hit: keep its bytes from eviction
   }
   started_ = true;
   ex_->start(status_, reason);

@@ -117,6 +117,7 @@ class Request : public std::enable_shared_from_this<Request> {
   int lookups_ = 0;
 
   Entity entity_;
+  cache::Pin pin_;  // the body file being sent is not evicted meanwhile
   std::vector<Piece> pieces_;
   std::size_t piece_ = 0;
   std::uint64_t piece_done_ = 0;

@@ -125,6 +125,39 @@ def test_a_varying_answer_is_passed_through_never_replayed(rgw, bucket, make_tus
     assert t.metric("tusk_cache_objects") == 0
 
 
+def test_objects_being_filled_are_not_evicted(rgw, bucket, make_tuskd, make_relay, tmp):
+    """Issue 9, defect 2: nothing pinned, so an object being filled could be chosen as the
+    victim of the next create. Two slow fills hold 10 of 12 MiB; a third object cannot evict
+    them (it is served uncached), and both complete into the cache."""
+    b = bucket()
+    objs = {k: blob(5 << 20, seed=i) for i, k in enumerate("abc")}
+    for k, v in objs.items():
+        put(rgw, b, k, v)
+    relay = make_relay("slow:1048576")  # 1 MiB/s per connection: a 5 MiB fill takes ~5 s
+    t = make_tuskd(b, endpoint=relay.url, fill={"parallel": 1},
+                   cache={"dir": str(tmp / "pins"), "max_size": "12MiB", "chunk_size": "1MiB"})
+    got = {}
+
+    def fetch(k):
+        got[k] = t.get("/images/" + k, timeout=60).content
+
+    threads = []
+    for k in "ab":
+        th = threading.Thread(target=fetch, args=(k,))
+        th.start()
+        threads.append(th)
+        time.sleep(0.7)
+    fetch("c")  # needs room while a and b fill
+    for th in threads:
+        th.join()
+    assert got == objs
+    t.wait_fills_settled(timeout=30)
+    for k in "ab":
+        r = t.get("/images/" + k)
+        assert r.headers["X-Cache"] == "HIT", k
+        assert r.content == objs[k]
+
+
 def test_no_cache_is_revalidated_before_each_use(rgw, bucket, make_tuskd):
     b = bucket()
     put(rgw, b, "n", b"nc", CacheControl="no-cache")
