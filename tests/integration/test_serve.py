@@ -112,7 +112,7 @@ def test_missing_object_is_404_and_unmapped_paths_send_nothing_upstream(rgw, buc
         b"/images/a%5c..%5cb",
         b"/images/a%zz",
         b"/images/./a",
-        b"http://169.254.169.254/images/a",
+        b"http://169.254.169.254/images/../a",
     ],
 )
 def test_traversal_and_hostile_paths_are_400_with_no_upstream_request(rgw, bucket, make_tuskd,
@@ -124,6 +124,20 @@ def test_traversal_and_hostile_paths_are_400_with_no_upstream_request(rgw, bucke
                                         b"Connection: close\r\n\r\n")
     assert status == 400, (target, status, body)
     assert rgw.request_count(off) == 0
+
+
+def test_absolute_form_names_no_upstream(rgw, bucket, make_tuskd):
+    """RFC 9112 §3.2.2: an origin server accepts absolute-form targets, taking the authority as
+    the host. The authority never becomes an upstream: only the route's bucket is asked."""
+    b = bucket()
+    put(rgw, b, "a", b"A")
+    t = make_tuskd(b)
+    status, _, body = raw_request(t.port, b"GET http://169.254.169.254/images/a HTTP/1.1\r\n"
+                                          b"Host: x\r\nConnection: close\r\n\r\n")
+    assert (status, body) == (200, b"A")
+    status, _, body = raw_request(t.port, b"GET http://169.254.169.254/images/missing HTTP/1.1"
+                                          b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 404 and b"not found in bucket " + b.encode() in body
 
 
 def test_other_methods_are_405_with_allow(rgw, bucket, make_tuskd):
