@@ -771,6 +771,7 @@ struct FillRunner : std::enable_shared_from_this<FillRunner> {
     if (h.status == 206 && cr && cr->unit && cr->total && cr->first == first && length &&
         *length == cr->last - cr->first + 1 && cr->last == std::min(seg->end - 1, *cr->total - 1)) {
       // RFC 9110 §14.4: "bytes a-b/n" states the complete length n.
+      table.set_range_mode(upstream_name, RangeMode::kRanges);  // decided by this answer
       if (!create_head(h, *cr->total)) {
         return false;
       }
@@ -1276,13 +1277,12 @@ std::size_t FillTable::active() const {
 
 RangeMode FillTable::range_mode(const std::string& upstream) const {
   std::lock_guard lock(mu_);
-  auto it = modes_.find(upstream);
-  return it == modes_.end() ? RangeMode::kRanges : it->second;
+  return modes_.get(upstream, RangeModes::Clock::now());
 }
 
 void FillTable::set_range_mode(const std::string& upstream, RangeMode mode) {
   std::lock_guard lock(mu_);
-  modes_[upstream] = mode;
+  modes_.learn(upstream, mode, RangeModes::Clock::now());
 }
 
 std::string make_cache_key(const conf::Upstream& upstream, const std::string& bucket,

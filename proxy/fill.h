@@ -26,6 +26,7 @@
 #include "proxy/freshness.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
+#include "proxy/range_mode.h"
 #include "proxy/router.h"
 #include "s3/client.h"
 
@@ -61,13 +62,6 @@ struct ObjectHead {
   Freshness freshness;
   bool stored = false;           // false: spooled (PASS)
   std::uint64_t generation = 0;  // of the cache entry, when stored
-};
-
-// How an upstream answers ranged GETs, learnt from its answers and remembered per upstream.
-enum class RangeMode {
-  kRanges,    // 206 with "Content-Range: bytes a-b/n" (S3, radosgw)
-  kWalrus,    // 200 with "Content-Range: a-b/n", total untrusted: size from a HEAD
-  kNoRanges,  // ignores Range: one sequential whole-object fill
 };
 
 class Fill {
@@ -194,7 +188,7 @@ class FillTable {
   DiskQueue disk_;
   mutable std::mutex mu_;
   std::map<std::string, FillPtr> fills_;
-  std::map<std::string, RangeMode> modes_;
+  RangeModes modes_;  // under mu_
   // Runners keep themselves alive here until they end; touched only on the fetch thread.
   std::set<std::shared_ptr<FillRunner>> runners_;
 };
