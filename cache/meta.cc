@@ -4,10 +4,10 @@
 // (wrong length or bits set past the last chunk) makes the whole record absent.
 #include "cache/meta.h"
 
+#include <algorithm>
 #include <cstring>
 
-#include <algorithm>
-#include <cassert>
+#include "conf/check.h"
 
 namespace cache {
 namespace {
@@ -22,7 +22,7 @@ class Writer {
   void i64(std::int64_t v) { le(static_cast<std::uint64_t>(v), 8); }
   void bytes(std::string_view s) {
     // A field longer than 4 GiB cannot come from HTTP headers; the store never builds one.
-    assert(s.size() <= UINT32_MAX);
+    TUSK_CHECK(s.size() <= UINT32_MAX);
     u32(static_cast<std::uint32_t>(s.size()));
     out_.append(s);
   }
@@ -118,7 +118,7 @@ bool Meta::has_chunk(std::uint64_t i) const {
 
 void Meta::set_chunk(std::uint64_t i) {
   // Callers (the store) range-check against chunk_count() before; out of range is a bug.
-  assert(i < chunk_count());
+  TUSK_CHECK(i < chunk_count());
   const std::uint64_t need = bitmap_bytes(chunk_count());
   if (bitmap.size() < need) {
     bitmap.resize(need, 0);

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cassert>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -27,6 +26,8 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "conf/check.h"
 
 namespace cache {
 namespace {
@@ -67,7 +68,7 @@ std::string hex_sha256(std::string_view data) {
   unsigned int len = 0;
   // Cannot fail for SHA-256 over memory short of allocation failure, which we do not handle.
   const int ok = EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  assert(ok == 1 && len == 32);
+  TUSK_CHECK(ok == 1 && len == 32);
   (void)ok;
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(2 * len, '\0');
@@ -695,7 +696,7 @@ Store::~Store() {
   {
     std::lock_guard lock(d.pin_mu);
     // A live Pin would call into freed memory later.
-    assert(d.pins.empty() && "a cache::Pin outlived its Store");
+    TUSK_CHECK(d.pins.empty() && "a cache::Pin outlived its Store");
   }
 }
 
@@ -1055,7 +1056,7 @@ Pin Store::pin(std::string_view key) {
 void Store::unpin(const std::string& hash) {
   std::lock_guard lock(impl_->pin_mu);
   auto it = impl_->pins.find(hash);
-  assert(it != impl_->pins.end());
+  TUSK_CHECK(it != impl_->pins.end());
   if (--it->second == 0) {
     impl_->pins.erase(it);
   }

@@ -3,10 +3,11 @@
 // Tricky: Result<void, E> is a separate specialisation; `unexpected(e)` builds the error side.
 #pragma once
 
-#include <cassert>
 #include <type_traits>
 #include <utility>
 #include <variant>
+
+#include "conf/check.h"
 
 namespace conf {
 
@@ -37,23 +38,23 @@ class [[nodiscard]] Result {
   explicit operator bool() const { return has_value(); }
 
   T& value() & {
-    assert(has_value());
+    TUSK_CHECK(has_value());
     return std::get<0>(v_);
   }
   const T& value() const& {
-    assert(has_value());
+    TUSK_CHECK(has_value());
     return std::get<0>(v_);
   }
   T&& value() && {
-    assert(has_value());
+    TUSK_CHECK(has_value());
     return std::get<0>(std::move(v_));
   }
   const E& error() const& {
-    assert(!has_value());
+    TUSK_CHECK(!has_value());
     return std::get<1>(v_);
   }
   E&& error() && {
-    assert(!has_value());
+    TUSK_CHECK(!has_value());
     return std::get<1>(std::move(v_));
   }
   T& operator*() & { return value(); }
@@ -78,13 +79,13 @@ class [[nodiscard]] Result<void, E> {
 
   bool has_value() const { return ok_; }
   explicit operator bool() const { return ok_; }
-  void value() const { assert(ok_); }
+  void value() const { TUSK_CHECK(ok_); }
   const E& error() const& {
-    assert(!ok_);
+    TUSK_CHECK(!ok_);
     return error_;
   }
   E&& error() && {
-    assert(!ok_);
+    TUSK_CHECK(!ok_);
     return std::move(error_);
   }
 

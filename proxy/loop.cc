@@ -4,8 +4,9 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include <cassert>
 #include <cstdlib>
+
+#include "conf/check.h"
 
 namespace proxy {
 namespace {
@@ -29,7 +30,7 @@ EventLoop::EventLoop(std::string name, bool changelist) : name_(std::move(name))
   }
   base_ = event_base_new_with_config(cfg);
   event_config_free(cfg);
-  assert(base_ != nullptr);
+  TUSK_CHECK(base_ != nullptr);
   wakeup_ = event_new(base_, -1, EV_PERSIST, &EventLoop::on_wakeup, this);
   event_add(wakeup_, nullptr);
 }

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
@@ -19,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "conf/check.h"
 #include "s3/printable.h"
 
 namespace s3 {
@@ -691,7 +691,7 @@ bool Transfer::active() const { return state_ && !state_->finished && !state_->c
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Client::~Client() {
-  assert(impl_->busy == 0 && "a Client must not be destroyed from inside its callbacks");
+  TUSK_CHECK(impl_->busy == 0 && "a Client must not be destroyed from inside its callbacks");
 }
 
 conf::Result<std::unique_ptr<Client>, Error> Client::create(event_base* base,
