@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <sys/stat.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <limits>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -1167,6 +1169,36 @@ Result<HostPort, std::string> parse_listen(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// Counts the documents of a stream without building them, stopping at `limit`. yaml-cpp 0.7's
+// LoadAll loops forever, allocating, on some malformed streams (found by tests/fuzz: a stray
+// ", x\\\y: [ ... ]" line); one document is always parsed to its end, so a bounded count
+// followed by YAML::Load keeps loading bounded in time and memory.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  int documents = 0;
+  YAML::Mark second;  // where the second document starts
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents == 2) {
+      second = mark;
+    }
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+}  // namespace
+
 Result<Config, ConfigError> load_string(std::string_view yaml, const std::string& name,
                                         const EnvLookup& env, const std::string& base_dir) {
   auto error = [&](Fault f) {
@@ -1175,14 +1207,20 @@ Result<Config, ConfigError> load_string(std::string_view yaml, const std::string
   // yaml-cpp reports both syntax errors and surprises while walking nodes with exceptions; none
   // may leave conf/.
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
-    if (docs.size() > 1) {
-      return error(fault_at(docs[1].Mark(),
-                            "expected one YAML document, found " + std::to_string(docs.size())));
+    const std::string text(yaml);
+    DocumentCounter counter;
+    {
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+      }
+    }
+    if (counter.documents > 1) {
+      return error(fault_at(counter.second, "expected one YAML document, found 2 or more"));
     }
     std::vector<Fault> warnings;
     const Context ctx{env, base_dir, warnings};
-    auto config = read_config(docs.empty() ? YAML::Node() : docs.front(), ctx);
+    auto config = read_config(counter.documents == 0 ? YAML::Node() : YAML::Load(text), ctx);
     if (!config) {
       return error(std::move(config).error());
     }

@@ -269,6 +269,9 @@ std::optional<ContentRange> parse_content_range(std::string_view v) {
   }
   std::uint64_t t = 0;
   if (num(v.substr(slash + 1), t)) {
+    if (cr.unit && t <= cr.last) {
+      return std::nullopt;  // RFC 9110 §14.4: a complete length at or below last-pos is invalid
+    }
     cr.total = t;
   } else if (v.substr(slash + 1) != "*") {
     return std::nullopt;
