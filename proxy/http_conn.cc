@@ -428,7 +428,7 @@ void Connection::fail(int status, std::string_view reason, std::string_view mess
   if (set_.metrics_ != nullptr) {
     set_.metrics_->request(Outcome::kError, status);
   }
-  spdlog::debug("bad request: {} {}", status, message);
+  set_.log_answer(status, message);
   set_.make_busy(this);
   ex_.reset();
   ex_.head_.minor = 1;
@@ -479,6 +479,7 @@ void Connection::on_timer(int, short, void* self) {
     case State::kHead:
     case State::kBody: {
       c->set_.count(ConnEvent::kHeaderTimeout);
+      c->set_.log_answer(408, "request head too slow");
       // Best effort: tell the client why, without waiting for it to read.
       static constexpr char k408[] =
           "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n"
@@ -542,6 +543,13 @@ ConnectionSet::~ConnectionSet() {
   event_free(reaper_);
 }
 
+void ConnectionSet::log_answer(int status, std::string_view what) {
+  if (access_log_) {
+    // No client bytes: the request could not be read as one, so only our reason is logged.
+    access_log_->info("\"- -\" {} 0 ERROR reason=\"{}\"", status, what);
+  }
+}
+
 void ConnectionSet::count(ConnEvent e) {
   if (metrics_ != nullptr) {
     metrics_->connection(e);
@@ -564,6 +572,7 @@ void ConnectionSet::adopt(int fd, const sockaddr* peer, socklen_t peer_len) {
       [[maybe_unused]] ssize_t n = ::send(fd, k503, sizeof k503 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
       ::close(fd);
       count(ConnEvent::kRefused);
+      log_answer(503, "too many connections");
       return;
     }
     // As nginx reuses connections: the one idle longest makes room.

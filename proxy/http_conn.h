@@ -37,6 +37,10 @@ struct evbuffer;
 struct evconnlistener;
 struct event;
 
+namespace spdlog {
+class logger;
+}
+
 namespace proxy {
 
 class Connection;
@@ -122,6 +126,9 @@ class ConnectionSet {
   // Adopts an accepted, non-blocking socket: admits it, reaps an idle connection for it, or
   // refuses it with a 503 and closes it.
   void adopt(int fd, const sockaddr* peer, socklen_t peer_len);
+  // Where answers the connection gives itself (400, 408, 413, 431, 503, 505) are logged, in the
+  // access log's format; null: not logged.
+  void set_access_log(std::shared_ptr<spdlog::logger> log) { access_log_ = std::move(log); }
   // Draining: idle connections close now, the others after their current response, which
   // says "Connection: close".
   void drain();
@@ -134,6 +141,7 @@ class ConnectionSet {
   friend class Connection;
   friend class Acceptor;
   void count(ConnEvent e);
+  void log_answer(int status, std::string_view what);
   void make_idle(Connection* c);
   void make_busy(Connection* c);
   void forget(Connection* c);  // the connection is closed: unlink and delete it later
@@ -145,6 +153,7 @@ class ConnectionSet {
   std::atomic<int>& open_;
   int max_connections_;
   Metrics* metrics_;
+  std::shared_ptr<spdlog::logger> access_log_;
   bool draining_ = false;
   std::list<Connection*> all_;
   std::list<Connection*> idle_;  // oldest idle first

@@ -86,6 +86,7 @@ conf::Result<void, std::string> Server::start() {
     w->loop = std::make_unique<EventLoop>("worker-" + std::to_string(i), /*changelist=*/true);
     w->conns = std::make_unique<ConnectionSet>(w->loop->base(), limits(), &Server::on_request,
                                                w.get(), open_, c.max_connections, &svc_.metrics);
+    w->conns->set_access_log(svc_.access_log);
     Worker* raw = w.get();
     workers_.push_back(std::move(w));  // stop() frees it on any failure below
     for (const std::string& addr : c.listen) {
