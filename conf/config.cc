@@ -1171,7 +1171,7 @@ Result<HostPort, std::string> parse_listen(std::string_view text) {
 
 namespace {
 
-// Counts the documents of a stream without building them, stopping at `limit`. yaml-cpp 0.7's
+// Counts the documents of a stream without building them (the caller stops at two). yaml-cpp 0.7's
 // LoadAll loops forever, allocating, on some malformed streams (found by tests/fuzz: a stray
 // ", x\\\y: [ ... ]" line); one document is always parsed to its end, so a bounded count
 // followed by YAML::Load keeps loading bounded in time and memory.

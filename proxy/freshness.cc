@@ -28,12 +28,8 @@ std::int64_t delta_seconds(std::string_view v) {
 }  // namespace
 
 std::string_view find_header(const Headers& headers, std::string_view name) {
-  for (const auto& [k, v] : headers) {
-    if (iequals(k, name)) {
-      return v;
-    }
-  }
-  return {};
+  const std::string* v = find_field(headers, name);
+  return v ? std::string_view(*v) : std::string_view();
 }
 
 CacheControl parse_cache_control(std::string_view value) {

@@ -19,8 +19,6 @@
 
 namespace proxy {
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
-
 struct CacheControl {
   bool no_store = false;
   bool no_cache = false;

@@ -32,7 +32,7 @@ class Connection {
   enum class State { kFresh, kIdle, kHead, kBody, kBusy, kFlushing, kLinger, kClosed };
 
   // Takes `bev` (a socket bufferevent that closes its socket when freed).
-  Connection(ConnectionSet& set, bufferevent* bev, const sockaddr* peer, socklen_t peer_len);
+  Connection(ConnectionSet& set, bufferevent* bev);
   ~Connection();
 
   // Exchange's calls.
@@ -45,7 +45,6 @@ class Connection {
   State state() const { return state_; }
   std::list<Connection*>::iterator all_pos, idle_pos;
   bool in_idle = false;
-  sockaddr_storage peer{};
 
  private:
   static void on_read(bufferevent*, void* self);
@@ -72,7 +71,7 @@ class Connection {
   Exchange ex_;
   bool close_after_ = false;   // the current response ends the connection
   bool linger_after_ = false;  // ... after reading and dropping what the client still sends
-  std::size_t scanned_ = 0;    // bytes of the input already searched for the end of a head
+  std::size_t scanned_ = 0;    // bytes of the head being read already searched for a line feed
   bool saw_line_ = false;      // the head being read has a line feed (its request line ended)
   bool read_paused_ = false;   // reading stopped: a head's worth of input waits behind an answer
   bool eof_ = false;           // the client half-closed: nothing more will be read
@@ -87,6 +86,17 @@ constexpr std::uint64_t kMaxLinger = 1u << 20;  // bytes dropped while lingering
 
 bool status_has_body(int status) { return status >= 200 && status != 204 && status != 304; }
 
+// A complete answer written straight to the socket, without waiting for the client to read:
+// for a connection about to be closed (408) or never adopted (503). Best effort by design.
+void send_final_answer(int fd, int status, std::string_view reason, std::string_view body,
+                       std::string_view extra_fields = {}) {
+  std::string a = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+                  "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+                  "\r\n" + std::string(extra_fields) + "Connection: close\r\n\r\n" +
+                  std::string(body);
+  [[maybe_unused]] ssize_t n = ::send(fd, a.data(), a.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 timeval to_timeval(std::chrono::milliseconds d) {
   return timeval{static_cast<time_t>(d.count() / 1000),
                  static_cast<suseconds_t>((d.count() % 1000) * 1000)};
@@ -100,18 +110,7 @@ void ResponseHeaders::remove(std::string_view name) {
   std::erase_if(fields_, [name](const auto& f) { return iequals(f.first, name); });
 }
 
-const std::string* ResponseHeaders::find(std::string_view name) const {
-  for (const auto& [k, v] : fields_) {
-    if (iequals(k, name)) {
-      return &v;
-    }
-  }
-  return nullptr;
-}
-
 // ---------------------------------------------------------------- Exchange
-
-const sockaddr_storage& Exchange::peer() const { return conn_.peer; }
 
 void Exchange::reset() {
   head_ = RequestHead{};
@@ -152,11 +151,7 @@ void Exchange::abort() { conn_.close_now(/*notify=*/false); }
 
 // ---------------------------------------------------------------- Connection
 
-Connection::Connection(ConnectionSet& set, bufferevent* bev, const sockaddr* sa, socklen_t len)
-    : set_(set), bev_(bev), ex_(*this) {
-  if (sa != nullptr && len > 0 && static_cast<std::size_t>(len) <= sizeof peer) {
-    std::memcpy(&peer, sa, static_cast<std::size_t>(len));
-  }
+Connection::Connection(ConnectionSet& set, bufferevent* bev) : set_(set), bev_(bev), ex_(*this) {
   timeval send_tv = to_timeval(set_.limits_.send_timeout);
   bufferevent_set_timeouts(bev_, nullptr, &send_tv);  // counts only while output is pending
   bufferevent_setcb(bev_, &Connection::on_read, &Connection::on_write, &Connection::on_event, this);
@@ -261,8 +256,7 @@ bool Connection::read_head() {
   }
   std::string_view bytes(
       reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(window))), window);
-  const std::size_t end = find_head_end(bytes, scanned_);
-  HeadParse p = parse_request_head(end ? bytes.substr(0, end) : bytes, lim);
+  HeadParse p = parse_request_head(bytes, lim);
   if (p.state == HeadParse::State::kIncomplete) {
     scanned_ = window;
     return false;
@@ -480,12 +474,8 @@ void Connection::on_timer(int, short, void* self) {
     case State::kBody: {
       c->set_.count(ConnEvent::kHeaderTimeout);
       c->set_.log_answer(408, "request head too slow");
-      // Best effort: tell the client why, without waiting for it to read.
-      static constexpr char k408[] =
-          "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n"
-          "Connection: close\r\n\r\nrequest head too slow\n";
-      [[maybe_unused]] ssize_t n =
-          ::send(bufferevent_getfd(c->bev_), k408, sizeof k408 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+      send_final_answer(bufferevent_getfd(c->bev_), 408, "Request Timeout",
+                        "request head too slow\n");
       c->close_now(false);
       return;
     }
@@ -556,7 +546,7 @@ void ConnectionSet::count(ConnEvent e) {
   }
 }
 
-void ConnectionSet::adopt(int fd, const sockaddr* peer, socklen_t peer_len) {
+void ConnectionSet::adopt(int fd) {
   if (draining_) {
     ::close(fd);
     return;
@@ -565,11 +555,8 @@ void ConnectionSet::adopt(int fd, const sockaddr* peer, socklen_t peer_len) {
     open_.fetch_sub(1);
     if (idle_.empty()) {
       // Every connection of this loop is in a request: refuse, quickly and visibly.
-      static constexpr char k503[] =
-          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-          "Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-          "too many connections\n";
-      [[maybe_unused]] ssize_t n = ::send(fd, k503, sizeof k503 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+      send_final_answer(fd, 503, "Service Unavailable", "too many connections\n",
+                        "Retry-After: 1\r\n");
       ::close(fd);
       count(ConnEvent::kRefused);
       log_answer(503, "too many connections");
@@ -588,7 +575,7 @@ void ConnectionSet::adopt(int fd, const sockaddr* peer, socklen_t peer_len) {
     return;
   }
   count(ConnEvent::kAccepted);
-  auto* c = new Connection(*this, bev, peer, peer_len);
+  auto* c = new Connection(*this, bev);
   all_.push_back(c);
   c->all_pos = std::prev(all_.end());
   make_idle(c);  // a new connection waiting for its first byte may be reaped, as in nginx
@@ -657,8 +644,8 @@ Acceptor::~Acceptor() {
   }
 }
 
-void Acceptor::on_accept(evconnlistener*, int fd, sockaddr* sa, int len, void* self) {
-  static_cast<Acceptor*>(self)->set_.adopt(fd, sa, static_cast<socklen_t>(len));
+void Acceptor::on_accept(evconnlistener*, int fd, sockaddr*, int, void* self) {
+  static_cast<Acceptor*>(self)->set_.adopt(fd);
 }
 
 void Acceptor::on_error(evconnlistener* l, void* self) {

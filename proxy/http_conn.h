@@ -16,8 +16,6 @@
 // there. The shared counter is atomic.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -33,6 +31,7 @@
 #include "proxy/metrics.h"
 
 struct event_base;
+struct sockaddr;
 struct evbuffer;
 struct evconnlistener;
 struct event;
@@ -59,12 +58,12 @@ class ResponseHeaders {
  public:
   void add(std::string_view name, std::string_view value) { fields_.emplace_back(name, value); }
   void remove(std::string_view name);  // every field of that name (case-insensitive)
-  const std::string* find(std::string_view name) const;
-  const std::vector<std::pair<std::string, std::string>>& fields() const { return fields_; }
+  const std::string* find(std::string_view name) const { return find_field(fields_, name); }
+  const Headers& fields() const { return fields_; }
   void clear() { fields_.clear(); }
 
  private:
-  std::vector<std::pair<std::string, std::string>> fields_;
+  Headers fields_;
 };
 
 // One request and its response on a connection. Handed to the handler when a request head
@@ -76,7 +75,6 @@ class Exchange {
   const RequestHead& head() const { return head_; }
   const std::string& body() const { return body_; }  // at most ConnLimits::max_body bytes
   ResponseHeaders& out() { return out_; }
-  const sockaddr_storage& peer() const;
 
   // The whole response. Adds Content-Length from `body` (null: empty) unless the caller set
   // one (HEAD) or the status has no body (1xx, 204, 304). Takes the bytes out of `body`.
@@ -125,7 +123,7 @@ class ConnectionSet {
 
   // Adopts an accepted, non-blocking socket: admits it, reaps an idle connection for it, or
   // refuses it with a 503 and closes it.
-  void adopt(int fd, const sockaddr* peer, socklen_t peer_len);
+  void adopt(int fd);
   // Where answers the connection gives itself (400, 408, 413, 431, 503, 505) are logged, in the
   // access log's format; null: not logged.
   void set_access_log(std::shared_ptr<spdlog::logger> log) { access_log_ = std::move(log); }

@@ -99,15 +99,6 @@ bool is_host_value(std::string_view v) {
 
 }  // namespace
 
-const std::string* RequestHead::find(std::string_view name) const {
-  for (const auto& [k, v] : fields) {
-    if (iequals(k, name)) {
-      return &v;
-    }
-  }
-  return nullptr;
-}
-
 std::size_t find_head_end(std::string_view bytes, std::size_t from) {
   // Leading blank lines are not the end of a head (they come before the request line).
   std::size_t start = 0;

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/http_text.h"
+
 namespace proxy {
 
 struct HeadLimits {
@@ -24,17 +26,17 @@ struct HeadLimits {
 enum class BodyFraming { kNone, kLength, kChunked };
 
 struct RequestHead {
-  std::string method;  // as sent (case-sensitive token, RFC 9110 §9.1)
-  std::string target;  // as sent
-  int minor = 1;       // HTTP/1.<minor>: 0 or 1
-  std::vector<std::pair<std::string, std::string>> fields;  // names as sent, values trimmed
+  std::string method;      // as sent (case-sensitive token, RFC 9110 §9.1)
+  std::string target;      // as sent
+  int minor = 1;           // HTTP/1.<minor>: 0 or 1
+  Headers fields;          // names as sent, values trimmed
   bool keep_alive = true;  // what the client asked for (1.1 default; 1.0 needs keep-alive)
   BodyFraming body = BodyFraming::kNone;
   std::uint64_t content_length = 0;  // kLength only
 
   // The value of the first field named `name` (case-insensitive), or nullptr. Lives as long as
   // this head.
-  const std::string* find(std::string_view name) const;
+  const std::string* find(std::string_view name) const { return find_field(fields, name); }
 };
 
 struct HeadError {

@@ -2,7 +2,10 @@
 #pragma once
 
 #include <algorithm>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace proxy {
 
@@ -26,6 +29,20 @@ inline bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return ascii_lower(x) == ascii_lower(y);
          });
+}
+
+// Header fields as a list of (name, value), in order: request heads, responses, origin answers.
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The value of the first field named `name` (case-insensitive), or nullptr. Lives as long as
+// the list is not changed.
+inline const std::string* find_field(const Headers& fields, std::string_view name) {
+  for (const auto& [k, v] : fields) {
+    if (iequals(k, name)) {
+      return &v;
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace proxy

@@ -20,7 +20,8 @@ class EventLoop {
  public:
   // `changelist`: coalesce the event changes of one loop iteration into one epoll_ctl per fd
   // (a connection arms its write event per answer and libevent drops it once written: an
-  // epoll_ctl pair per small hit without it). For loops whose fds are never dup()ed, as libevent requires: the HTTP workers.
+  // epoll_ctl pair per small hit without it). For loops whose fds are never dup()ed, as libevent
+  // requires: the HTTP workers.
   explicit EventLoop(std::string name, bool changelist = false);
   ~EventLoop();  // stops and joins
 

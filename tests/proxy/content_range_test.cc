@@ -11,9 +11,9 @@ TEST(ContentRange, Table) {
   struct Row {
     const char* text;
     bool ok;
-    bool unit;
-    std::uint64_t first, last;
-    std::optional<std::uint64_t> total;
+    bool unit = false;
+    std::uint64_t first = 0, last = 0;
+    std::optional<std::uint64_t> total = std::nullopt;
   } rows[] = {
       {"bytes 0-99/1000", true, true, 0, 99, 1000},
       {"bytes 0-99/*", true, true, 0, 99, std::nullopt},
