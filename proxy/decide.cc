@@ -1,0 +1,125 @@
+// The decisions of a request and of the fill table (see decide.h). Pure.
+#include "proxy/decide.h"
+
+namespace proxy {
+
+namespace {
+
+// The one rule, whichever struct carries the two facts.
+bool fresh_at(bool no_cache, std::int64_t expires_at, std::int64_t now) {
+  return !no_cache && now < expires_at;
+}
+
+}  // namespace
+
+bool is_fresh(const cache::Meta& m, std::int64_t now) {
+  return fresh_at((m.flags & cache::Meta::kFlagNoCache) != 0, m.expires_at, now);
+}
+
+bool is_fresh(const Freshness& f, std::int64_t now) {
+  return fresh_at(f.revalidate_each_use, f.expires_at, now);
+}
+
+EntryState classify(const std::optional<cache::Meta>& m, std::int64_t now, bool just_revalidated) {
+  if (!m) {
+    return EntryState::kAbsent;
+  }
+  const bool fresh = is_fresh(*m, now);
+  if (m->complete()) {
+    return fresh || just_revalidated ? EntryState::kFresh : EntryState::kStale;
+  }
+  return fresh ? EntryState::kPartial : EntryState::kAbsent;
+}
+
+bool grace_allows(const cache::Meta& stale, std::int64_t now, std::chrono::seconds grace) {
+  std::int64_t until = 0;
+  if (__builtin_add_overflow(stale.expires_at, static_cast<std::int64_t>(grace.count()), &until)) {
+    // Past the int64 range: forever ahead when grace is positive, long gone when negative.
+    return grace.count() > 0;
+  }
+  return now < until;
+}
+
+std::uint64_t first_byte_of(const std::optional<std::vector<RangeSpec>>& ranges,
+                            std::optional<std::uint64_t> known_size) {
+  if (!ranges || ranges->empty()) {
+    return 0;
+  }
+  const RangeSpec& r = ranges->front();
+  if (!r.suffix) {
+    return r.first;
+  }
+  if (!known_size) {
+    return kUnknownByte;
+  }
+  return r.first >= *known_size ? 0 : *known_size - r.first;
+}
+
+Outcome outcome_of_fill(bool stored, bool joined, bool joined_done) {
+  if (!stored) {
+    return Outcome::kPass;
+  }
+  if (!joined) {
+    return Outcome::kMiss;
+  }
+  return joined_done ? Outcome::kHit : Outcome::kCoalesced;
+}
+
+ErrorReply error_reply(const s3::Error& e, const std::string& bucket, conf::Signature sig) {
+  switch (e.code) {
+    case s3::Errc::kNotFound:
+      return {404, "Not Found", "not found in bucket " + bucket + "\n"};
+    case s3::Errc::kForbidden:
+      if (sig == conf::Signature::kNone) {
+        return {404, "Not Found", "not found (or not public) in bucket " + bucket + "\n",
+                ErrorNote::kAnonymousDenied};
+      }
+      return {502, "Bad Gateway", "upstream denied access to the object\n"};
+    case s3::Errc::kAuth:
+      return {502, "Bad Gateway", "upstream rejected tusk's credentials (" + e.s3_code + ")\n",
+              ErrorNote::kCredentialsRejected};
+    case s3::Errc::kTls:
+      return {502, "Bad Gateway", "upstream TLS verification failed\n", ErrorNote::kTlsFailed};
+    case s3::Errc::kTimeout:
+      return {504, "Gateway Timeout", "upstream timed out\n"};
+    case s3::Errc::kRefused:
+      return {502, "Bad Gateway", "upstream unreachable\n"};
+    case s3::Errc::kPreconditionFailed:
+    case s3::Errc::kRangeNotSatisfiable:
+    case s3::Errc::kProtocol:
+    case s3::Errc::kServer:
+    case s3::Errc::kHttp:
+    case s3::Errc::kCancelled:
+      break;
+  }
+  return {502, "Bad Gateway", "upstream error: " + e.message + "\n"};
+}
+
+BodyPlan plan_body(const Conditions& c, const Validators& v,
+                   const std::optional<std::vector<RangeSpec>>& ranges, std::uint64_t size) {
+  switch (evaluate(c, v)) {
+    case Precondition::kNotModified:
+      return {BodyPlan::Kind::kNotModified, 304, "Not Modified", {}};
+    case Precondition::kFailed:
+      return {BodyPlan::Kind::kPreconditionFailed, 412, "Precondition Failed", {}};
+    case Precondition::kProceed:
+      break;
+  }
+  if (!ranges || !if_range_allows(c, v)) {
+    return {};
+  }
+  RangeDecision d = resolve_ranges(*ranges, size);
+  switch (d.kind) {
+    case RangeKind::kFull:
+      return {};
+    case RangeKind::kUnsatisfiable:
+      return {BodyPlan::Kind::kUnsatisfiable, 416, "Range Not Satisfiable", {}};
+    case RangeKind::kPartial:
+      break;
+  }
+  const BodyPlan::Kind kind =
+      d.spans.size() == 1 ? BodyPlan::Kind::kSingle : BodyPlan::Kind::kMultipart;
+  return {kind, 206, "Partial Content", std::move(d.spans)};
+}
+
+}  // namespace proxy
