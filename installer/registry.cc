@@ -5,7 +5,6 @@
 #include "installer/registry.h"
 
 #include <fcntl.h>
-#include <lmdb.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -22,12 +21,31 @@
 namespace installer {
 namespace {
 
-struct TxnAbort {
-  void operator()(MDB_txn* t) const { mdb_txn_abort(t); }
-};
-using TxnPtr = std::unique_ptr<MDB_txn, TxnAbort>;
+namespace lmdb = cache::lmdb;
 
-std::string mdb_text(int rc) { return mdb_strerror(rc); }
+conf::Unexpected<Error> lmdb_failure(std::string_view what, const lmdb::Error& e) {
+  return fail(Errc::kIo, std::string(what) + ": " + e.message);
+}
+
+// A transaction on the records, which live in LMDB's unnamed database.
+struct Session {
+  lmdb::Txn txn;
+  lmdb::Dbi dbi = 0;
+  const char* what = "";  // for error messages
+};
+
+Result<Session> begin(const lmdb::Env& env, bool write) {
+  const char* what = write ? "registry write" : "registry read";
+  auto txn = write ? lmdb::Txn::write(env) : lmdb::Txn::read(env);
+  if (!txn) {
+    return lmdb_failure(what, txn.error());
+  }
+  auto dbi = txn->open_dbi(nullptr, /*create=*/false);
+  if (!dbi) {
+    return lmdb_failure(what, dbi.error());
+  }
+  return Session{std::move(*txn), *dbi, what};
+}
 
 }  // namespace
 
@@ -143,7 +161,6 @@ KeyLock::~KeyLock() {
   }
 }
 
-void Registry::EnvFree::operator()(MDB_env* e) const { mdb_env_close(e); }
 Registry::Registry(Registry&&) noexcept = default;
 Registry& Registry::operator=(Registry&&) noexcept = default;
 Registry::~Registry() = default;
@@ -154,121 +171,81 @@ Result<Registry> Registry::open(const std::string& dir) {
   if (ec) {
     return fail(Errc::kIo, "registry " + dir + ": " + ec.message());
   }
+  lmdb::EnvOptions o;
+  o.map_size = 64ull << 20;
+  o.mode = 0644;
+  auto env = lmdb::Env::open(dir, o);
+  if (!env) {
+    return lmdb_failure("registry " + dir, env.error());
+  }
   Registry r;
   r.dir_ = dir;
-  MDB_env* env = nullptr;
-  int rc = mdb_env_create(&env);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry " + dir + ": " + mdb_text(rc));
-  }
-  r.env_.reset(env);
-  mdb_env_set_mapsize(env, 64ull << 20);
-  rc = mdb_env_open(env, dir.c_str(), 0, 0644);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry " + dir + ": " + mdb_text(rc));
-  }
+  r.env_ = std::move(*env);
   return r;
 }
 
 Result<std::optional<InstallRecord>> Registry::get(const std::string& key) {
-  MDB_txn* t = nullptr;
-  int rc = mdb_txn_begin(env_.get(), nullptr, MDB_RDONLY, &t);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  auto s = begin(env_, /*write=*/false);
+  if (!s) {
+    return conf::unexpected(std::move(s).error());
   }
-  TxnPtr txn(t);
-  MDB_dbi dbi;
-  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  auto value = s->txn.get(s->dbi, key);
+  if (!value) {
+    return lmdb_failure(s->what, value.error());
   }
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  MDB_val v;
-  rc = mdb_get(t, dbi, &k, &v);
-  if (rc == MDB_NOTFOUND) {
+  if (!*value) {
     return std::optional<InstallRecord>();
   }
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
-  }
-  return decode_record(std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
+  return decode_record(**value);
 }
 
 Result<void> Registry::put(const std::string& key, const InstallRecord& r) {
-  MDB_txn* t = nullptr;
-  int rc = mdb_txn_begin(env_.get(), nullptr, 0, &t);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  auto s = begin(env_, /*write=*/true);
+  if (!s) {
+    return conf::unexpected(std::move(s).error());
   }
-  TxnPtr txn(t);
-  MDB_dbi dbi;
-  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
-  std::string value = encode_record(r);
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  MDB_val v{value.size(), value.data()};
-  if (rc == 0) {
-    rc = mdb_put(t, dbi, &k, &v, 0);
+  if (auto w = s->txn.put(s->dbi, key, encode_record(r)); !w) {
+    return lmdb_failure(s->what, w.error());
   }
-  if (rc == 0) {
-    rc = mdb_txn_commit(txn.release());
-  }
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  if (auto w = s->txn.commit(); !w) {
+    return lmdb_failure(s->what, w.error());
   }
   return {};
 }
 
 Result<void> Registry::erase(const std::string& key) {
-  MDB_txn* t = nullptr;
-  int rc = mdb_txn_begin(env_.get(), nullptr, 0, &t);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  auto s = begin(env_, /*write=*/true);
+  if (!s) {
+    return conf::unexpected(std::move(s).error());
   }
-  TxnPtr txn(t);
-  MDB_dbi dbi;
-  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  if (rc == 0) {
-    rc = mdb_del(t, dbi, &k, nullptr);
-    if (rc == MDB_NOTFOUND) {
-      rc = 0;
-    }
+  if (auto w = s->txn.del(s->dbi, key); !w) {  // an absent key is fine
+    return lmdb_failure(s->what, w.error());
   }
-  if (rc == 0) {
-    rc = mdb_txn_commit(txn.release());
-  }
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry write: " + mdb_text(rc));
+  if (auto w = s->txn.commit(); !w) {
+    return lmdb_failure(s->what, w.error());
   }
   return {};
 }
 
 Result<std::vector<std::pair<std::string, InstallRecord>>> Registry::list() {
-  MDB_txn* t = nullptr;
-  int rc = mdb_txn_begin(env_.get(), nullptr, MDB_RDONLY, &t);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  auto s = begin(env_, /*write=*/false);
+  if (!s) {
+    return conf::unexpected(std::move(s).error());
   }
-  TxnPtr txn(t);
-  MDB_dbi dbi;
-  rc = mdb_dbi_open(t, nullptr, 0, &dbi);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
+  auto cursor = lmdb::Cursor::open(s->txn, s->dbi);
+  if (!cursor) {
+    return lmdb_failure(s->what, cursor.error());
   }
-  MDB_cursor* c = nullptr;
-  rc = mdb_cursor_open(t, dbi, &c);
-  if (rc != 0) {
-    return fail(Errc::kIo, "registry read: " + mdb_text(rc));
-  }
-  std::unique_ptr<MDB_cursor, void (*)(MDB_cursor*)> cursor(c, &mdb_cursor_close);
   std::vector<std::pair<std::string, InstallRecord>> out;
-  MDB_val k, v;
-  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    auto rec = decode_record(std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
-    if (rec) {
-      out.emplace_back(std::string(static_cast<const char*>(k.mv_data), k.mv_size),
-                       std::move(*rec));
+  for (auto e = cursor->first();; e = cursor->next()) {
+    if (!e) {
+      return lmdb_failure(s->what, e.error());
+    }
+    if (!*e) {
+      break;
+    }
+    if (auto rec = decode_record((*e)->value)) {
+      out.emplace_back(std::string((*e)->key), std::move(*rec));
     }
   }
   return out;

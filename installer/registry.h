@@ -1,20 +1,19 @@
 // The installer's registry (ImageProxy semantics, EUSTORE.md §7): LMDB maps "<eustore name>@<site
 // guid>" to the installed eki/eri/emi. An in-progress record names its owner (pid + start time) and
 // the objects uploaded for images not yet registered (cleaned after a crash); a per-key flock makes
-// a second concurrent install wait for the first. LMDB handles are owned here, one thread only.
+// a second concurrent install wait for the first. LMDB handles are owned by cache/lmdb.h's Env and
+// Txn (shared with the cache index); one thread only.
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cache/lmdb.h"
 #include "installer/error.h"
-
-struct MDB_env;
 
 namespace installer {
 
@@ -82,12 +81,9 @@ class Registry {
   const std::string& dir() const { return dir_; }
 
  private:
-  struct EnvFree {
-    void operator()(MDB_env* e) const;
-  };
   Registry() = default;
   std::string dir_;
-  std::unique_ptr<MDB_env, EnvFree> env_;
+  cache::lmdb::Env env_;
 };
 
 // --registry, else $TUSK_REGISTRY, else ~/.local/share/tusk/registry.
