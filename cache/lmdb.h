@@ -1,7 +1,7 @@
-// Owners of LMDB handles, for the installer's registry (installer/registry.cc) and the cache.
-// <lmdb.h> is included by cache/lmdb.cc (and, until it is split, cache/store.cc): callers see
-// string views, database numbers and this file's Error. Tricky: a view returned by get() or a
-// cursor points into LMDB's memory map and is valid only until its transaction ends (in a write
+// Owners of LMDB handles, shared by the cache index (cache/index.cc) and the installer's registry
+// (installer/registry.cc). The only includer of <lmdb.h> is cache/lmdb.cc: callers see string
+// views, database numbers and this file's Error. Tricky: a view returned by get() or a cursor
+// points into LMDB's memory map and is valid only until its transaction ends (in a write
 // transaction, only until the next put or del); copy what must outlive that.
 #pragma once
 

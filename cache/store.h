@@ -1,8 +1,9 @@
-// The disk cache: an LMDB index (the only includer of <lmdb.h> is cache/store.cc) plus one sparse
-// body file per object generation under <dir>/objects/xx/yy/<hash>.<generation>. Knows nothing of
-// HTTP. Invariants: a chunk's bit is set only after the caller made its bytes durable
-// (fdatasync); a body file exists before the index names it; replacing or evicting an object
-// never disturbs a reader that already holds its fd (files are unlinked, not truncated).
+// The disk cache: an LMDB index (cache/index.h, over cache/lmdb.h, the only includer of <lmdb.h>)
+// plus one sparse body file per object generation under <dir>/objects/xx/yy/<hash>.<generation>
+// (cache/body_files.h); eviction is cache/evictor.h. Knows nothing of HTTP. Invariants: a
+// chunk's bit is set only after the caller made its bytes durable (fdatasync); a body file
+// exists before the index names it; replacing or evicting an object never disturbs a reader that
+// already holds its fd (files are unlinked, not truncated).
 // Thread rule: every method may be called from any thread; writes are serialised inside.
 #pragma once
 
@@ -107,7 +108,8 @@ class Store {
 
   // Opens the body of `generation` read-only. kStale/kNotFound when it is gone.
   // `for_write` opens it read-write, to go on filling the missing chunks of a partial object.
-  Result<int> open_body(std::string_view key, std::uint64_t generation, bool for_write = false) const;
+  Result<int> open_body(std::string_view key, std::uint64_t generation,
+                        bool for_write = false) const;
 
   // Drops the key (record and body), pinned or not. Readers with open fds are unaffected.
   // Errors: kNotFound when the key has no record.
