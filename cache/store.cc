@@ -3,7 +3,8 @@
 // Tricky: create() runs in three steps so a slow fallocate/fsync never holds the writer lock:
 // reserve (locked: evict, allocate a generation, mark it in flight), make the file durable
 // (unlocked), publish (locked). The orphan scan judges under the same lock and keeps in-flight
-// generations, so it can never unlink a file between its creation and its publication.
+// generations, so it can never unlink a file between its creation and its publication. Stamps
+// move after the commit they announce, still under the lock.
 #include "cache/store.h"
 
 #include <spdlog/spdlog.h>
@@ -66,6 +67,7 @@ struct Store::Impl {
   Index index;
   BodyFiles files;
   Evictor evictor;
+  StampTable stamps;
   std::atomic<std::uint64_t> epoch{0};
 
   // LMDB allows one writer; this also guards every field below it and the orphan scan's verdicts.
@@ -104,10 +106,11 @@ struct Store::Impl {
     return Budget{opts.max_size, opts.min_free, disk, accounting.bytes};
   }
 
-  // After a committed eviction: counters. Caller holds write_mu.
+  // After a committed eviction: counters and stamps. Caller holds write_mu.
   void evicted(const std::vector<Victim>& victims) {
     for (const auto& v : victims) {
       accounting.evicted(v.size);
+      stamps.bump(v.hash);
     }
   }
   void unlink(const std::vector<Victim>& victims) const {
@@ -116,12 +119,17 @@ struct Store::Impl {
     }
   }
 
-  // Index::change in a write txn of its own, committed.
+  // Index::change in a write txn of its own, committed, the key's stamp moved.
   Result<Meta> update(std::string_view key, std::uint64_t generation,
                       const std::function<Result<void>(Meta&)>& apply) {
     const std::string hash = key_hash(key);
     std::lock_guard lock(write_mu);
-    return in_write_txn([&](lmdb::Txn& txn) { return index.change(txn, hash, generation, apply); });
+    auto m =
+        in_write_txn([&](lmdb::Txn& txn) { return index.change(txn, hash, generation, apply); });
+    if (m) {
+      stamps.bump(hash);
+    }
+    return m;
   }
 };
 
@@ -333,6 +341,7 @@ Result<Store::Created> Store::create(std::string_view key, Meta meta) {
     }
     replaced = std::move(*published);
     d.accounting.published(meta.size, replaced);
+    d.stamps.bump(hash);
   }
   if (replaced) {
     d.files.unlink(hash, replaced->generation);
@@ -410,6 +419,7 @@ Result<void> Store::remove(std::string_view key) {
     });
     if (m) {
       d.accounting.removed(m->size);
+      d.stamps.bump(hash);
     }
     return m;
   }();
@@ -431,8 +441,9 @@ void Store::unpin(const std::string& hash) { impl_->evictor.unpin(hash); }
 void Store::touch(std::string_view key) { impl_->evictor.touch(key_hash(key), impl_->opts.now()); }
 
 void Store::flush() {
-  // Access times change no record a reader serves: only an eviction moves the epoch (it used
-  // to move every 2 s, emptying every worker's hot cache for nothing; issue 9, defect 3).
+  // Access times change no record a reader serves: they move neither stamps nor the epoch (the
+  // epoch used to move every 2 s, emptying every worker's hot cache for nothing; issue 9, defect
+  // 3). Only what an eviction drops does.
   Impl& d = *impl_;
   std::vector<Victim> victims;
   {
@@ -467,6 +478,9 @@ void Store::flush() {
   d.unlink(victims);
 }
 
+Stamp Store::stamp(std::string_view key) const { return impl_->stamps.stamp(key_hash(key)); }
+bool Store::current(const Stamp& s) const { return impl_->stamps.current(s); }
+
 std::uint64_t Store::epoch() const { return impl_->epoch.load(std::memory_order_acquire); }
 
 Stats Store::stats() const {
@@ -495,7 +509,11 @@ Result<void> Store::put_raw_record_for_testing(std::string_view key, std::string
   Impl& d = *impl_;
   const std::string hash = key_hash(key);
   std::lock_guard lock(d.write_mu);
-  return d.in_write_txn([&](lmdb::Txn& txn) { return d.index.put_raw(txn, hash, bytes); });
+  auto r = d.in_write_txn([&](lmdb::Txn& txn) { return d.index.put_raw(txn, hash, bytes); });
+  if (r) {
+    d.stamps.bump(hash);
+  }
+  return r;
 }
 
 }  // namespace cache

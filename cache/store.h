@@ -13,8 +13,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "cache/meta.h"
+#include "cache/stamp.h"
 #include "conf/result.h"
 
 namespace cache {
@@ -125,9 +128,21 @@ class Store {
 
   Stats stats() const;
 
-  // Increases after every change that can replace, drop, refresh or evict a record. A reader
-  // that read epoch() == E before a lookup may keep using what the lookup returned for as long
-  // as epoch() is still E (per-worker caches of hot records rely on this). Any thread.
+  // Per-object validity (cache/stamp.h). Take stamp(key) BEFORE lookup(key): what the lookup
+  // returned may be used for as long as current(stamp) holds. The rule: the key's stamp moves
+  // after every committed change of its record that a reader could hold: create (its publish),
+  // mark_chunks, refresh, set_verified, remove, eviction of that object (by create or
+  // flush), and put_raw_record_for_testing. Access times (touch, flush) move no stamp. Keys share
+  // stamp slots, so a change of one key may also end another's stamp (never the reverse).
+  // stamp() hashes the key; current() is one atomic load. A default Stamp is never current.
+  // Any thread.
+  Stamp stamp(std::string_view key) const;
+  bool current(const Stamp& s) const;
+
+  // The older, global check: increases after every create (whatever its outcome), refresh,
+  // set_verified, remove and every flush that evicted. A reader that read epoch() == E before a
+  // lookup may keep using what it returned while epoch() is still E. Any thread. Superseded by
+  // stamps (a change of one object ends every reader's epoch); kept until the proxy moves over.
   std::uint64_t epoch() const;
   const Options& options() const;
 

@@ -1,9 +1,12 @@
 // A worker's cache of recently hit, complete objects: their record, an open body fd and, for
 // small objects, the bytes themselves. It saves the index lookup, the open() and the file read
 // on repeated hits of hot objects (catalog.json is asked for far more often than images).
-// Entries are valid only while the store's epoch is unchanged (cache::Store::epoch()), so a
-// replaced, refreshed or evicted object is never served from here. One per worker loop; not
+// An entry is valid only while the store says the stamp taken before its lookup is current
+// (cache::Store::stamp / current): a replaced, refreshed or evicted object is never served from
+// here, and a change of one object leaves the other entries alone. One per worker loop; not
 // thread-safe by design.
+// Transitional: `epoch` and find(key, epoch) are the old global check, kept only until
+// proxy/request.cc takes stamps; they go then.
 #pragma once
 
 #include <cstdint>
@@ -12,16 +15,18 @@
 #include <unordered_map>
 
 #include "cache/meta.h"
+#include "cache/store.h"
 #include "proxy/body_file.h"
 
 namespace proxy {
 
 struct HotEntry {
-  std::uint64_t epoch = 0;
+  std::uint64_t epoch = 0;  // transitional, see the file comment
   cache::Meta meta;
   BodyFilePtr body;
   std::shared_ptr<const std::string> bytes;  // the whole body when small, else null
   std::int64_t touched_at = 0;               // last access reported to the store's LRU
+  cache::Stamp stamp;  // store.stamp(key) read before the lookup that returned `meta`
 };
 
 class HotCache {
@@ -29,17 +34,15 @@ class HotCache {
   static constexpr std::size_t kMaxEntries = 1024;
   static constexpr std::uint64_t kMaxInlineBytes = 64 * 1024;
 
-  // The entry for `key` if it was stored at `epoch`; stale entries are dropped.
+  // The entry for `key` while store.current(entry.stamp); a stale entry is dropped. One atomic
+  // load: the store does not hash the key again.
+  HotEntry* find(const std::string& key, const cache::Store& store) {
+    return find_valid(key, [&](const HotEntry& e) { return store.current(e.stamp); });
+  }
+
+  // Transitional: the entry for `key` if it was stored at `epoch`; stale entries are dropped.
   HotEntry* find(const std::string& key, std::uint64_t epoch) {
-    auto it = map_.find(key);
-    if (it == map_.end()) {
-      return nullptr;
-    }
-    if (it->second.epoch != epoch) {
-      map_.erase(it);
-      return nullptr;
-    }
-    return &it->second;
+    return find_valid(key, [&](const HotEntry& e) { return e.epoch == epoch; });
   }
 
   void put(const std::string& key, HotEntry entry) {
@@ -50,6 +53,19 @@ class HotCache {
   }
 
  private:
+  template <class Valid>
+  HotEntry* find_valid(const std::string& key, Valid valid) {
+    auto it = map_.find(key);
+    if (it == map_.end()) {
+      return nullptr;
+    }
+    if (!valid(it->second)) {
+      map_.erase(it);
+      return nullptr;
+    }
+    return &it->second;
+  }
+
   std::unordered_map<std::string, HotEntry> map_;
 };
 

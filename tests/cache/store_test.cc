@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -339,9 +340,94 @@ TEST_F(StoreTest, FlushMovesTheEpochOnlyWhenItEvicts) {
   s.flush();
   EXPECT_EQ(s.epoch(), e0);
   EXPECT_EQ(s.lookup("a")->accessed_at, 12);
-  s.remove("b");  // a change a reader must see
+  ASSERT_TRUE(s.remove("b").has_value());  // a change a reader must see
   const std::uint64_t e1 = s.epoch();
   EXPECT_GT(e1, e0);
+}
+
+// Issue 9, defect 3: stamps are per object. Each change of "a" ends a stamp of "a" taken before
+// it and leaves the stamp of "b" current; with one global epoch every row would end b's too.
+TEST_F(StoreTest, EveryChangeOfAnObjectEndsItsStampAndNoOther) {
+  struct Case {
+    const char* name;
+    std::function<void(Store&, const Meta& a)> change;
+  };
+  const Case cases[] = {
+      {"create (replace)", [&](Store&, const Meta&) { create("a", 8); }},
+      {"mark_chunks",
+       [](Store& s, const Meta& a) { ASSERT_TRUE(s.mark_chunks("a", a.generation, 0, 1)); }},
+      {"refresh",
+       [](Store& s, const Meta& a) { ASSERT_TRUE(s.refresh("a", a.generation, 1, 2, 0, {})); }},
+      {"set_verified",
+       [](Store& s, const Meta& a) { ASSERT_TRUE(s.set_verified("a", a.generation)); }},
+      {"remove", [](Store& s, const Meta&) { ASSERT_TRUE(s.remove("a")); }},
+      {"evicted by a create",
+       [&](Store& s, const Meta&) {
+         s.touch("b");  // "a" is now the least recently used
+         clock_->fetch_add(1);
+         create("c", 24);  // 8 + 8 + 24 > 32: one of them must go
+         ASSERT_FALSE(s.lookup("a").has_value());
+       }},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Store& s = open(options(32));
+    clock_->store(10);
+    const Meta a = create("a", 8);
+    clock_->store(11);
+    create("b", 8);
+    clock_->store(12);
+    const Stamp sa = s.stamp("a");
+    const Stamp sb = s.stamp("b");
+    ASSERT_NE(sa.slot, sb.slot);  // else a change of one would end both (allowed, not tested)
+    EXPECT_TRUE(s.current(sa));
+    EXPECT_TRUE(s.current(sb));
+    c.change(s, a);
+    EXPECT_FALSE(s.current(sa));
+    EXPECT_TRUE(s.current(sb));
+    EXPECT_TRUE(s.current(s.stamp("a")));  // a stamp taken after the change is current again
+    store_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    fs::create_directories(dir_);
+  }
+}
+
+// Issue 9, defect 3: a flush that only writes access times moves no stamp; one that evicts
+// moves only the stamps of what it evicted. The old global epoch failed the last two lines.
+TEST_F(StoreTest, FlushMovesOnlyTheStampsOfWhatItEvicts) {
+  Store& s = open(options(40));
+  for (int i = 0; i < 4; ++i) {
+    clock_->store(10 + i);
+    create("k" + std::to_string(i), 10);
+  }
+  Stamp before[4];
+  for (int i = 0; i < 4; ++i) {
+    before[i] = s.stamp("k" + std::to_string(i));
+  }
+  clock_->store(20);
+  s.touch("k0");
+  s.flush();  // access times only: at max_size, not above
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(s.current(before[i])) << i;
+  }
+  EXPECT_EQ(s.stats().evictions, 0u);
+
+  // Shrinking the cache on restart puts it above max_size; flush goes down to 0.5 * 30 = 15.
+  Store& t = open(options(30));
+  Stamp k0 = t.stamp("k0");
+  Stamp k1 = t.stamp("k1");
+  t.flush();
+  EXPECT_EQ(t.stats().evictions, 3u);
+  EXPECT_TRUE(t.lookup("k0").has_value());
+  EXPECT_FALSE(t.current(k1));  // evicted
+  EXPECT_TRUE(t.current(k0));   // kept: its readers keep their hot entries
+}
+
+TEST_F(StoreTest, DefaultStampIsNeverCurrent) {
+  Store& s = open();
+  EXPECT_FALSE(s.current(Stamp{}));
+  EXPECT_TRUE(s.current(s.stamp("never stored")));
 }
 
 TEST_F(StoreTest, PinnedObjectsAreNeverEvicted) {
