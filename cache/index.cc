@@ -1,13 +1,15 @@
 // The cache index over cache/lmdb.h. Tricky: load() runs before any reader exists and is the one
 // place that repairs the index (drops what does not decode, restores lost LRU entries); every
-// other function leaves unreadable records alone, so a newer build's records survive a
-// downgrade until the next open.
+// other function leaves unreadable records alone. lookup() is the readers' path: its failures
+// are answered as misses, so they are counted and logged here or nobody would see them.
 #include "cache/index.h"
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <limits>
 #include <vector>
 
 #include "conf/check.h"
@@ -44,7 +46,45 @@ std::uint64_t decode_u64(std::string_view s) {
   return v;
 }
 
+// One line per kLogEvery seconds at most; the failures in between are counted in the next line.
+class RateLimitedLog {
+ public:
+  static constexpr std::int64_t kLogEvery = 10;
+  void error(std::int64_t now, const std::string& what) {
+    std::int64_t next = next_at_.load(std::memory_order_relaxed);
+    if (now < next || !next_at_.compare_exchange_strong(next, now + kLogEvery)) {
+      quiet_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (const std::uint64_t quiet = quiet_.exchange(0); quiet > 0) {
+      spdlog::error("cache: lookup: {} ({} more since the last report)", what, quiet);
+    } else {
+      spdlog::error("cache: lookup: {}", what);
+    }
+  }
+
+ private:
+  std::atomic<std::int64_t> next_at_{std::numeric_limits<std::int64_t>::min()};
+  std::atomic<std::uint64_t> quiet_{0};
+};
+
 }  // namespace
+
+struct Index::LookupErrors {
+  std::atomic<std::uint64_t> count{0};
+  RateLimitedLog lmdb;    // LMDB failed
+  RateLimitedLog record;  // a record that does not decode
+
+  void add(RateLimitedLog& log, std::int64_t now, const std::string& what) {
+    count.fetch_add(1, std::memory_order_relaxed);
+    log.error(now, what);
+  }
+};
+
+Index::Index() : errors_(std::make_unique<LookupErrors>()) {}
+Index::Index(Index&&) noexcept = default;
+Index& Index::operator=(Index&&) noexcept = default;
+Index::~Index() = default;
 
 std::string key_hash(std::string_view key) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -222,15 +262,49 @@ Result<void> Index::commit(lmdb::Txn& txn) const {
   return {};
 }
 
-Result<std::optional<Meta>> Index::get(const lmdb::Txn& txn, std::string_view hash) const {
+std::optional<Meta> Index::lookup(std::string_view hash,
+                                  const std::function<std::int64_t()>& now) const {
+  auto txn = read();
+  if (!txn) {
+    errors_->add(errors_->lmdb, now(), txn.error().message);
+    return std::nullopt;
+  }
+  auto record = read_record(*txn, hash);
+  if (!record) {
+    errors_->add(errors_->lmdb, now(), record.error().message);
+    return std::nullopt;
+  }
+  if (record->corrupt) {
+    errors_->add(
+        errors_->record, now(),
+        "the record " + std::string(hash) + " in " + dir_ + " does not decode; answered as a miss");
+  }
+  return std::move(record->meta);
+}
+
+std::uint64_t Index::lookup_errors() const {
+  return errors_->count.load(std::memory_order_relaxed);
+}
+
+Result<Index::Record> Index::read_record(const lmdb::Txn& txn, std::string_view hash) const {
   auto bytes = txn.get(meta_, hash);
   if (!bytes) {
     return index_failure(bytes, "cannot read record in " + dir_);
   }
-  if (!*bytes) {
-    return std::optional<Meta>{};
+  Record out;
+  if (*bytes) {
+    out.meta = decode_meta(**bytes);
+    out.corrupt = !out.meta && !meta_is_newer(**bytes);
   }
-  return decode_meta(**bytes);  // nullopt for an unknown version: a miss
+  return out;
+}
+
+Result<std::optional<Meta>> Index::get(const lmdb::Txn& txn, std::string_view hash) const {
+  auto r = read_record(txn, hash);
+  if (!r) {
+    return conf::unexpected(std::move(r).error());
+  }
+  return std::move(r->meta);
 }
 
 Result<Meta> Index::at_generation(const lmdb::Txn& txn, std::string_view hash,

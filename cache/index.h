@@ -1,13 +1,14 @@
 // The cache's LMDB index: "meta" maps a key's hash to its encoded Meta (cache/meta.h), "lru"
 // orders hashes by access time and "state" keeps the generation counter; plus the accounting
 // the store keeps beside it. Functions work inside the transaction they are given, except
-// load() (its own) and commit(). Tricky: a record and its LRU entry change together,
+// load() and lookup() (their own) and commit(). Tricky: a record and its LRU entry change together,
 // and the LRU key embeds accessed_at, so whoever rewrites a record must say which accessed_at it
 // replaces.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,10 @@ struct Loaded {
 
 class Index {
  public:
+  Index(Index&&) noexcept;
+  Index& operator=(Index&&) noexcept;
+  ~Index();
+
   // Generations are persisted in blocks, so a create needs no commit of its own for the counter.
   static constexpr std::uint64_t kGenerationBlock = 1024;
 
@@ -67,6 +72,14 @@ class Index {
   Result<lmdb::Txn> read() const;
   Result<lmdb::Txn> write() const;
   Result<void> commit(lmdb::Txn& txn) const;
+
+  // The record of `hash` for a reader, in a read transaction of its own: nullopt when absent,
+  // written by a newer build, or unreadable. An LMDB error or a record that does not decode is
+  // answered nullopt as well, but counted (lookup_errors) and logged, at most one line per kind
+  // every 10 s of `now` (unix seconds; called only on failure). A broken index fails every
+  // lookup: one line each would drown the log. Any thread.
+  std::optional<Meta> lookup(std::string_view hash, const std::function<std::int64_t()>& now) const;
+  std::uint64_t lookup_errors() const;
 
   // The record of `hash`; nullopt when absent or unreadable. Errors: kIndex (LMDB failed; a
   // record that does not decode is not an error).
@@ -101,8 +114,18 @@ class Index {
   const std::string& dir() const { return dir_; }
 
  private:
-  Index() = default;
+  // A record as read. `corrupt`: a record is there but does not decode, and not because a newer
+  // build wrote it (meta_is_newer): that one is an ordinary miss.
+  struct Record {
+    std::optional<Meta> meta;
+    bool corrupt = false;
+  };
+  Result<Record> read_record(const lmdb::Txn& txn, std::string_view hash) const;
+
+  Index();
+  struct LookupErrors;
   std::string dir_;
+  std::unique_ptr<LookupErrors> errors_;  // on the heap: atomics, and Index moves
   lmdb::Env env_;
   lmdb::Dbi meta_ = 0;
   lmdb::Dbi lru_ = 0;

@@ -184,6 +184,12 @@ std::string encode_meta(const Meta& m) {
   return w.take();
 }
 
+bool meta_is_newer(std::string_view bytes) {
+  Reader r(bytes);
+  std::uint32_t version = 0;
+  return r.u32(version) && version > kMetaVersion;
+}
+
 std::optional<Meta> decode_meta(std::string_view bytes) {
   Reader r(bytes);
   Meta m;

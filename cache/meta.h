@@ -42,5 +42,8 @@ struct Meta {
 std::string encode_meta(const Meta& m);
 // nullopt: truncated, corrupt, or unknown version.
 std::optional<Meta> decode_meta(std::string_view bytes);
+// True when `bytes` start with a version above kMetaVersion: a record a newer build wrote. Such a
+// record decodes as absent like damage does, but it is not damage (the index does not count it).
+bool meta_is_newer(std::string_view bytes);
 
 }  // namespace cache

@@ -221,18 +221,7 @@ Result<std::unique_ptr<Store>> Store::open(Options opts) {
 }
 
 std::optional<Meta> Store::lookup(std::string_view key) const {
-  const Impl& d = *impl_;
-  auto txn = d.index.read();
-  if (!txn) {
-    spdlog::error("cache: lookup: {}", txn.error().message);
-    return std::nullopt;
-  }
-  auto m = d.index.get(*txn, key_hash(key));
-  if (!m) {
-    spdlog::error("cache: lookup: {}", m.error().message);
-    return std::nullopt;
-  }
-  return std::move(*m);
+  return impl_->index.lookup(key_hash(key), impl_->opts.now);
 }
 
 Result<Store::Created> Store::create(std::string_view key, Meta meta) {
@@ -494,6 +483,7 @@ Stats Store::stats() const {
     s.evicted_bytes = d.accounting.evicted_bytes;
   }
   s.orphans_removed = d.scan.removed();
+  s.index_errors = d.index.lookup_errors();
   return s;
 }
 

@@ -54,6 +54,9 @@ struct Stats {
   std::uint64_t evictions = 0;  // since open
   std::uint64_t evicted_bytes = 0;
   std::uint64_t orphans_removed = 0;  // body files unlinked by the background scan since open
+  // Lookups that failed on an LMDB error or found a record that does not decode (both answered
+  // as a miss, counted and logged). A record a newer build wrote is an ordinary miss, not counted.
+  std::uint64_t index_errors = 0;
 };
 
 // Keeps an object from being evicted while alive (a reader or a fill holds one). Move-only.
@@ -80,7 +83,10 @@ class Store {
   static Result<std::unique_ptr<Store>> open(Options opts);
   ~Store();  // flushes batched access times
 
-  // The stored record for `key` (any bytes; hashed internally), or nullopt.
+  // The stored record for `key` (any bytes; hashed internally), or nullopt: absent, written by a
+  // newer build, or unreadable. An LMDB error or a record that does not decode is also answered
+  // nullopt (the caller treats it as a miss), but counted in Stats::index_errors and logged, at
+  // most one line per kind (LMDB, record) every 10 s of Options::now.
   std::optional<Meta> lookup(std::string_view key) const;
 
   // Starts a new generation of `key` sized meta.size: evicts least-recently-used unpinned
@@ -153,7 +159,7 @@ class Store {
   void wait_for_reconcile() const;
 
   // Stores `bytes` as the raw record of `key` without decoding or accounting; lets tests plant a
-  // record of a version this build does not know. Never used by the server.
+  // record of a version this build does not know, or a damaged one. Never used by the server.
   Result<void> put_raw_record_for_testing(std::string_view key, std::string_view bytes);
 
   Store(const Store&) = delete;
