@@ -72,6 +72,7 @@ Result<void> BodyFiles::fsync_dir(const std::string& path) {
   if (fd < 0) {
     return fail(Errc::kIo, sys_error("cannot open directory", path, errno));
   }
+  syncs_.fetch_add(1, std::memory_order_relaxed);
   const int rc = ::fsync(fd);
   const int e = errno;
   ::close(fd);
@@ -123,6 +124,7 @@ Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std
     return give_up(errno == ENOSPC ? Errc::kNoSpace : Errc::kIo, "cannot reserve blocks of", errno);
   }
   // The size and the reservation must survive a crash as well as the name.
+  syncs_.fetch_add(1, std::memory_order_relaxed);
   if (::fsync(fd) != 0) {
     return give_up(Errc::kIo, "cannot fsync", errno);
   }

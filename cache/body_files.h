@@ -44,11 +44,15 @@ class BodyFiles {
   // Bytes free for unprivileged users on the objects' file system. Errors: kIo.
   Result<std::uint64_t> free_disk() const;
 
+  // fsync calls made by make() so far. Any thread.
+  std::uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+
  private:
   std::string dir_of(std::string_view hash) const;
   Result<void> fsync_dir(const std::string& path);
   Result<void> ensure_dir(const std::string& parent, const std::string& path);
   std::string dir_;
+  std::atomic<std::uint64_t> syncs_{0};
 };
 
 // The background scan that unlinks body files no record names: generations replaced or evicted

@@ -41,7 +41,7 @@ struct EpochBump {
   std::atomic<std::uint64_t>& epoch;
 };
 
-// The change mark_chunks makes to a record.
+// The change mark_chunks and mark_many make to a record.
 auto mark_range(std::uint64_t first, std::uint64_t count) {
   return [first, count](Meta& m) -> Result<void> {
     const std::uint64_t n = m.chunk_count();
@@ -343,6 +343,41 @@ Result<Meta> Store::mark_chunks(std::string_view key, std::uint64_t generation, 
   return impl_->update(key, generation, mark_range(first, count));
 }
 
+std::vector<Result<Meta>> Store::mark_many(const std::vector<ChunkMark>& marks) {
+  Impl& d = *impl_;
+  if (marks.empty()) {
+    return {};
+  }
+  std::vector<std::string> hashes;
+  hashes.reserve(marks.size());
+  for (const auto& m : marks) {
+    hashes.push_back(key_hash(m.key));
+  }
+  std::lock_guard lock(d.write_mu);
+  auto applied = d.in_write_txn([&](lmdb::Txn& txn) -> Result<std::vector<Result<Meta>>> {
+    std::vector<Result<Meta>> out;
+    out.reserve(marks.size());
+    for (std::size_t i = 0; i < marks.size(); ++i) {
+      const ChunkMark& m = marks[i];
+      auto r = d.index.change(txn, hashes[i], m.generation, mark_range(m.first, m.count));
+      if (!r && r.error().code == Errc::kIndex) {
+        return pass(std::move(r));  // the txn is dead: LMDB refuses further writes in it
+      }
+      out.push_back(std::move(r));
+    }
+    return out;
+  });
+  if (!applied) {
+    return std::vector<Result<Meta>>(marks.size(), conf::unexpected(applied.error()));
+  }
+  for (std::size_t i = 0; i < marks.size(); ++i) {
+    if ((*applied)[i]) {
+      d.stamps.bump(hashes[i]);
+    }
+  }
+  return std::move(*applied);
+}
+
 Result<void> Store::refresh(std::string_view key, std::uint64_t generation, std::int64_t stored_at,
                             std::int64_t expires_at, std::uint32_t flags,
                             std::vector<std::pair<std::string, std::string>> headers) {
@@ -484,6 +519,8 @@ Stats Store::stats() const {
   }
   s.orphans_removed = d.scan.removed();
   s.index_errors = d.index.lookup_errors();
+  s.commits = d.index.commits();
+  s.syncs = d.index.syncs() + d.files.syncs();
   return s;
 }
 

@@ -57,6 +57,11 @@ struct Stats {
   // Lookups that failed on an LMDB error or found a record that does not decode (both answered
   // as a miss, counted and logged). A record a newer build wrote is an ordinary miss, not counted.
   std::uint64_t index_errors = 0;
+  std::uint64_t commits = 0;  // LMDB write transactions committed since open (open's own too)
+  // fsync/fdatasync calls the store made since open: a new body file and its directory (and the
+  // parent of a directory it had to make), and LMDB's one data sync per commit that wrote
+  // (counted by rule, see lmdb::Env::syncs). The callers' fdatasyncs of chunk bytes are theirs.
+  std::uint64_t syncs = 0;
 };
 
 // Keeps an object from being evicted while alive (a reader or a fill holds one). Move-only.
@@ -108,6 +113,19 @@ class Store {
   Result<Meta> mark_chunks(std::string_view key, std::uint64_t generation, std::uint64_t first,
                            std::uint64_t count);
 
+  // mark_chunks for many ranges at once, in ONE write transaction and one commit (one LMDB sync
+  // for the batch). Returns a result per mark, in order, each as mark_chunks would give it:
+  // kStale, kNotFound and kInvalidArgument fail that mark alone. An index error (kIndex) fails the
+  // batch: nothing is applied and every result carries it. Marks of one key apply in order, each
+  // seeing the ones before. An empty batch commits nothing.
+  struct ChunkMark {
+    std::string key;
+    std::uint64_t generation = 0;
+    std::uint64_t first = 0;
+    std::uint64_t count = 0;
+  };
+  std::vector<Result<Meta>> mark_many(const std::vector<ChunkMark>& marks);
+
   // Updates freshness and replayed headers of the current generation (after revalidation).
   // Errors of refresh and set_verified: kStale / kNotFound as for mark_chunks, kIndex.
   Result<void> refresh(std::string_view key, std::uint64_t generation, std::int64_t stored_at,
@@ -137,7 +155,7 @@ class Store {
   // Per-object validity (cache/stamp.h). Take stamp(key) BEFORE lookup(key): what the lookup
   // returned may be used for as long as current(stamp) holds. The rule: the key's stamp moves
   // after every committed change of its record that a reader could hold: create (its publish),
-  // mark_chunks, refresh, set_verified, remove, eviction of that object (by create or
+  // mark_chunks / mark_many, refresh, set_verified, remove, eviction of that object (by create or
   // flush), and put_raw_record_for_testing. Access times (touch, flush) move no stamp. Keys share
   // stamp slots, so a change of one key may also end another's stamp (never the reverse).
   // stamp() hashes the key; current() is one atomic load. A default Stamp is never current.

@@ -358,6 +358,12 @@ TEST_F(StoreTest, EveryChangeOfAnObjectEndsItsStampAndNoOther) {
       {"create (replace)", [&](Store&, const Meta&) { create("a", 8); }},
       {"mark_chunks",
        [](Store& s, const Meta& a) { ASSERT_TRUE(s.mark_chunks("a", a.generation, 0, 1)); }},
+      {"mark_many",
+       [](Store& s, const Meta& a) {
+         auto r = s.mark_many({{"a", a.generation, 1, 1}});
+         ASSERT_EQ(r.size(), 1u);
+         ASSERT_TRUE(r[0].has_value());
+       }},
       {"refresh",
        [](Store& s, const Meta& a) { ASSERT_TRUE(s.refresh("a", a.generation, 1, 2, 0, {})); }},
       {"set_verified",
@@ -471,6 +477,60 @@ TEST_F(StoreTest, UndecodableRecordIsAMissThatIsCountedAndLogged) {
       << sink->last_formatted().back();
   store_.reset();
   spdlog::set_default_logger(previous);
+}
+
+// Issue 9, defect 6: a batch of marks is one commit; a stale or bad mark fails alone.
+TEST_F(StoreTest, MarkManyAppliesEveryMarkInOneCommit) {
+  Store& s = open();
+  const Meta a = create("a", 12);  // 3 chunks of 4
+  const Meta b = create("b", 12);
+  const Meta old_c = create("c", 12);
+  const Meta c = create("c", 12);  // old_c's generation is gone
+  const Stats before = s.stats();
+  auto r = s.mark_many({
+      {"a", a.generation, 0, 1},
+      {"b", b.generation, 0, 2},
+      {"c", old_c.generation, 0, 3},  // stale
+      {"a", a.generation, 1, 2},      // sees the first mark of "a"
+      {"nope", 1, 0, 1},              // no record
+      {"b", b.generation, 2, 5},      // past the last chunk
+  });
+  const Stats after = s.stats();
+  EXPECT_EQ(after.commits, before.commits + 1);
+  EXPECT_EQ(after.syncs, before.syncs + 1);  // LMDB's one fdatasync for the batch
+  ASSERT_EQ(r.size(), 6u);
+  ASSERT_TRUE(r[0].has_value());
+  EXPECT_EQ(r[0]->contiguous_from(0), 4u);
+  ASSERT_TRUE(r[1].has_value());
+  EXPECT_EQ(r[1]->contiguous_from(0), 8u);
+  ASSERT_FALSE(r[2].has_value());
+  EXPECT_EQ(r[2].error().code, Errc::kStale);
+  ASSERT_TRUE(r[3].has_value());
+  EXPECT_TRUE(r[3]->complete());
+  ASSERT_FALSE(r[4].has_value());
+  EXPECT_EQ(r[4].error().code, Errc::kNotFound);
+  ASSERT_FALSE(r[5].has_value());
+  EXPECT_EQ(r[5].error().code, Errc::kInvalidArgument);
+
+  EXPECT_TRUE(s.lookup("a")->complete());
+  EXPECT_EQ(s.lookup("b")->contiguous_from(0), 8u);
+  EXPECT_FALSE(s.lookup("c")->has_chunk(0));
+  EXPECT_EQ(s.lookup("c")->generation, c.generation);
+
+  EXPECT_TRUE(s.mark_many({}).empty());
+  EXPECT_EQ(s.stats().commits, after.commits);  // an empty batch commits nothing
+}
+
+// Stats::commits and Stats::syncs of one create that replaces a key: its body file and the
+// file's directory are fsync'ed (the directories exist), and its one commit (publish) syncs once.
+TEST_F(StoreTest, CreateCountsItsCommitsAndSyncs) {
+  Store& s = open();
+  create("k", 8);
+  const Stats before = s.stats();
+  create("k", 8);
+  const Stats after = s.stats();
+  EXPECT_EQ(after.commits, before.commits + 1);
+  EXPECT_EQ(after.syncs, before.syncs + 3);
 }
 
 TEST_F(StoreTest, PinnedObjectsAreNeverEvicted) {
