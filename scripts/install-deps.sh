@@ -9,6 +9,8 @@ pkgs=(
   libevent-dev libcurl4-openssl-dev liblmdb-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   nlohmann-json3-dev libarchive-dev libcli11-dev libspdlog-dev libfmt-dev libpugixml-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
+  # fuzzing: clang with its libFuzzer/ASan/UBSan runtimes (only Recommended by clang, so named)
+  clang libclang-rt-dev
   # tests: the real S3 server (Ceph radosgw on a one-node cluster) and real clients
   ceph-mon ceph-osd radosgw ceph-common
   curl aria2 s3cmd wget lmdb-utils procps iproute2 openssl

@@ -3,8 +3,9 @@
 # installs packages, builds, runs the unit and integration suites (integration tests start their
 # own radosgw), then builds again with ASan+UBSan and runs the whole suite under it.
 # Then a ThreadSanitizer build of the concurrent parts (the async S3 client, the store, and tuskd
-# under the many-clients fill tests). TUSK_SKIP_ASAN=1 / TUSK_SKIP_TSAN=1 skip those passes
-# (for quick local runs only; CI runs them).
+# under the many-clients fill tests), and the fuzz targets built with clang as libFuzzer targets
+# (ASan+UBSan) in build-fuzz/, each fuzzing for TUSK_FUZZ_SECONDS (10). TUSK_SKIP_ASAN=1 /
+# TUSK_SKIP_TSAN=1 / TUSK_SKIP_FUZZ=1 skip those passes (for quick local runs only; CI runs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,5 +39,17 @@ if [ "${TUSK_SKIP_TSAN:-0}" != 1 ]; then
   TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_SANITIZER=tsan PYTHONDONTWRITEBYTECODE=1 \
     /usr/bin/python3 -m pytest -x -q -p no:cacheprovider --basetemp="$PWD/build-tsan/pytest-tmp" \
     tests/integration/test_fill.py -k "not two_hundred_slow_readers"
+fi
+if [ "${TUSK_SKIP_FUZZ:-0}" != 1 ]; then
+  # Only the fuzz targets and the libraries they link are built here (`fuzz` target), not the
+  # whole project. A crash leaves its input in build-fuzz/tests/fuzz/artifacts/.
+  echo "== clang libFuzzer build: fuzz targets (ASan+UBSan), ${TUSK_FUZZ_SECONDS:-10} s each"
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DTUSK_SANITIZE=asan -DTUSK_FUZZ=libfuzzer -DTUSK_FUZZ_SECONDS="${TUSK_FUZZ_SECONDS:-10}" \
+    >/dev/null
+  cmake --build build-fuzz -j "$jobs" --target fuzz
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd build-fuzz && ctest --output-on-failure -L fuzz -j "$jobs")
 fi
 echo "== all tests passed"
