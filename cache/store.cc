@@ -34,13 +34,6 @@ auto pass(R&& r) {
   return conf::unexpected(std::forward<R>(r).error());
 }
 
-// Bumps the store's epoch when it goes out of scope, i.e. after the change is committed.
-struct EpochBump {
-  explicit EpochBump(std::atomic<std::uint64_t>& e) : epoch(e) {}
-  ~EpochBump() { epoch.fetch_add(1, std::memory_order_release); }
-  std::atomic<std::uint64_t>& epoch;
-};
-
 // The change mark_chunks and mark_many make to a record.
 auto mark_range(std::uint64_t first, std::uint64_t count) {
   return [first, count](Meta& m) -> Result<void> {
@@ -68,7 +61,6 @@ struct Store::Impl {
   BodyFiles files;
   Evictor evictor;
   StampTable stamps;
-  std::atomic<std::uint64_t> epoch{0};
 
   // LMDB allows one writer; this also guards every field below it and the orphan scan's verdicts.
   mutable std::mutex write_mu;
@@ -225,7 +217,6 @@ std::optional<Meta> Store::lookup(std::string_view key) const {
 }
 
 Result<Store::Created> Store::create(std::string_view key, Meta meta) {
-  const EpochBump bump(impl_->epoch);  // after the change, on every path
   Impl& d = *impl_;
   const std::string hash = key_hash(key);
   if (meta.size > d.opts.max_size) {
@@ -381,7 +372,6 @@ std::vector<Result<Meta>> Store::mark_many(const std::vector<ChunkMark>& marks) 
 Result<void> Store::refresh(std::string_view key, std::uint64_t generation, std::int64_t stored_at,
                             std::int64_t expires_at, std::uint32_t flags,
                             std::vector<std::pair<std::string, std::string>> headers) {
-  const EpochBump bump(impl_->epoch);  // after the change, on every path
   auto r = impl_->update(key, generation, [&](Meta& m) -> Result<void> {
     m.stored_at = stored_at;
     m.expires_at = expires_at;
@@ -396,7 +386,6 @@ Result<void> Store::refresh(std::string_view key, std::uint64_t generation, std:
 }
 
 Result<void> Store::set_verified(std::string_view key, std::uint64_t generation) {
-  const EpochBump bump(impl_->epoch);  // after the change, on every path
   auto r = impl_->update(key, generation, [](Meta& m) -> Result<void> {
     m.verified = true;
     return {};
@@ -423,7 +412,6 @@ Result<int> Store::open_body(std::string_view key, std::uint64_t generation, boo
 }
 
 Result<void> Store::remove(std::string_view key) {
-  const EpochBump bump(impl_->epoch);  // after the change, on every path
   Impl& d = *impl_;
   const std::string hash = key_hash(key);
   Result<Meta> removed = [&] {
@@ -465,7 +453,7 @@ void Store::unpin(const std::string& hash) { impl_->evictor.unpin(hash); }
 void Store::touch(std::string_view key) { impl_->evictor.touch(key_hash(key), impl_->opts.now()); }
 
 void Store::flush() {
-  // Access times change no record a reader serves: they move neither stamps nor the epoch (the
+  // Access times change no record a reader serves: they move no stamp (a global
   // epoch used to move every 2 s, emptying every worker's hot cache for nothing; issue 9, defect
   // 3). Only what an eviction drops does.
   Impl& d = *impl_;
@@ -493,9 +481,6 @@ void Store::flush() {
       } else {
         victims = std::move(*evicted);
         d.evicted(victims);
-        if (!victims.empty()) {
-          d.epoch.fetch_add(1, std::memory_order_release);
-        }
       }
     }
   }
@@ -505,7 +490,6 @@ void Store::flush() {
 Stamp Store::stamp(std::string_view key) const { return impl_->stamps.stamp(key_hash(key)); }
 bool Store::current(const Stamp& s) const { return impl_->stamps.current(s); }
 
-std::uint64_t Store::epoch() const { return impl_->epoch.load(std::memory_order_acquire); }
 
 Stats Store::stats() const {
   const Impl& d = *impl_;

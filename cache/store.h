@@ -163,11 +163,6 @@ class Store {
   Stamp stamp(std::string_view key) const;
   bool current(const Stamp& s) const;
 
-  // The older, global check: increases after every create (whatever its outcome), refresh,
-  // set_verified, remove and every flush that evicted. A reader that read epoch() == E before a
-  // lookup may keep using what it returned while epoch() is still E. Any thread. Superseded by
-  // stamps (a change of one object ends every reader's epoch); kept until the proxy moves over.
-  std::uint64_t epoch() const;
   const Options& options() const;
 
   // Path of a body file (for tests and tools).

@@ -500,7 +500,8 @@ Done read_cache(const Value& v, const Context& ctx, Cache& out) {
 
 Done read_fill(const Value& v, Fill& out) {
   return read_section(
-      v, {{"parallel", [&](const Value& f) { return set_int(f, 1, 64, out.parallel); }}});
+      v, {{"parallel", [&](const Value& f) { return set_int(f, 1, 64, out.parallel); }},
+          {"memory_spill", [&](const Value& f) { return set_size(f, out.memory_spill); }}});
 }
 
 Done read_log(const Value& v, const Context& ctx, Log& out) {

@@ -78,6 +78,9 @@ struct Cache {
 
 struct Fill {
   int parallel = 4;
+  // When the cache disk refuses bytes (full, failing), a fill goes on uncached from memory for
+  // objects up to this size; larger ones fail with 503 (issue 9, defect 5).
+  std::uint64_t memory_spill = 1ull << 30;
 };
 
 struct Log {

@@ -2,11 +2,12 @@
 // clients read each byte as soon as it is on disk. One Fill per object, process-wide: whoever
 // asks, each missing chunk is requested upstream once. A Fill belongs to the process, not to a
 // client: clients that go away do not cancel it.
-// Threads: a Fill's transfers run on the fetch loop (FillRunner, fill.cc); its progress is
+// Threads: a Fill's transfers run on the fetch loop (Fetch, fetch.cc); its progress is
 // published under a mutex and read from any worker; waiters are woken through callbacks that
 // only post to their own loop. fdatasync and index updates run on the disk thread.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,7 +22,9 @@
 #include <vector>
 
 #include "cache/store.h"
+#include "conf/clock.h"
 #include "conf/config.h"
+#include "proxy/fetch_rules.h"
 #include "proxy/body_file.h"
 #include "proxy/freshness.h"
 #include "proxy/loop.h"
@@ -32,22 +35,45 @@
 
 namespace proxy {
 
-struct FillRunner;
+class Fetch;
+class Origin;
 
-// Runs blocking disk work (fdatasync + index updates) in order on one thread.
+// Runs blocking disk work in order on one thread: closures, and chunk marks, which it batches
+// (issue 9, defect 6, group commit): marks wait up to kBatchWindow, then cost one fdatasync per
+// body file and one index commit for all of them. A closure (a fill's end) applies the marks
+// queued before it at once; drain() applies everything.
 class DiskQueue {
  public:
-  DiskQueue();
+  struct Mark {
+    BodyFilePtr fd;  // the body file written (synced before the mark)
+    std::string key;
+    std::uint64_t generation = 0;
+    std::uint64_t chunk = 0;
+  };
+  DiskQueue(cache::Store& store, Metrics& metrics);
   ~DiskQueue();  // runs everything queued, then joins
   void post(std::function<void()> fn);
-  void drain();  // blocks until everything queued so far has run
+  void mark(Mark m);
+  void drain();  // blocks until everything queued so far has run (held marks applied)
+  static constexpr std::chrono::milliseconds kBatchWindow{200};
+  static constexpr std::size_t kMaxBatch = 1024;
 
  private:
+  struct Item {
+    std::function<void()> fn;  // empty: a mark
+    Mark mark;
+  };
+  void run();
+  void apply(std::vector<Mark>& marks);
+
+  cache::Store& store_;
+  Metrics& metrics_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
-  std::deque<std::function<void()>> queue_;
-  bool busy_ = false;
+  std::deque<Item> queue_;
+  bool busy_ = false;   // running items, or holding marks not yet applied
+  bool flush_ = false;  // drain(): apply held marks now
   bool stop_ = false;
   std::thread thread_;
 };
@@ -73,6 +99,7 @@ class Fill {
     BodyFilePtr body;                        // read-only fd, set from kStreaming on
     bool not_modified = false;               // kDone after a 304: the cached entry is current
     std::optional<s3::Error> error;          // kFailed
+    bool disk_error = false;                 // kFailed because of the cache disk (503, not 502)
   };
   Snapshot snapshot() const;
 
@@ -98,10 +125,13 @@ class Fill {
   bool wait_retired(std::function<void()> wake);
 
   const std::string& cache_key() const { return cache_key_; }
+  // The current body file. It changes at most once: when the disk fails mid-fill, the fill moves
+  // to memory (Fetch::spill_to_memory) and readers must read the rest from there.
+  BodyFilePtr body() const;
 
  private:
   friend class FillTable;
-  friend struct FillRunner;
+  friend class Fetch;
   friend class FillTestPeer;  // tests/proxy/fill_wake_test.cc drives the fetch side by hand
   explicit Fill(std::string cache_key) : cache_key_(std::move(cache_key)) {}
 
@@ -112,7 +142,10 @@ class Fill {
   // kWakeDelayMs.
   bool progress(std::uint64_t chunk, std::uint32_t filled);
   void flush();  // wakes every waiter that has something to read
-  void end(Phase phase, bool not_modified, std::optional<s3::Error> error);
+  // The disk failed: the body continues in `body` (holding every byte filled so far), uncached.
+  void respool(std::shared_ptr<const ObjectHead> head, BodyFilePtr body);
+  void end(Phase phase, bool not_modified, std::optional<s3::Error> error,
+           bool disk_error = false);
   void retire();
   std::uint64_t available_locked(std::uint64_t pos) const;
   // Wakes the waiters that are due (with `force`: every one with a byte to read). Returns
@@ -154,9 +187,15 @@ struct FillSeed {
 
 class FillTable {
  public:
-  // `clients` maps upstream names to their client, all running on `fetch`.
+  struct Options {
+    std::string spool_dir;
+    int parallel = 4;
+    std::uint64_t memory_spill = 1ull << 30;  // largest object a failing disk streams from memory
+  };
+  // `origins` maps upstream names to where their requests go, all running on `fetch`. `clock`
+  // is the process's one wall clock (conf/clock.h).
   FillTable(EventLoop& fetch, cache::Store& store, Metrics& metrics,
-            std::map<std::string, s3::Client*> clients, std::string spool_dir, int parallel);
+            std::map<std::string, Origin*> origins, Options options, conf::Clock clock);
   ~FillTable();
 
   // Returns the object's in-flight fill, or starts one from `seed`. `first_byte` is where the
@@ -175,34 +214,28 @@ class FillTable {
   RangeMode range_mode(const std::string& upstream) const;
 
  private:
-  friend struct FillRunner;
+  friend class Fetch;
   void finished(const std::string& cache_key, Fill* fill);
   void set_range_mode(const std::string& upstream, RangeMode mode);
 
   EventLoop& fetch_;
   cache::Store& store_;
   Metrics& metrics_;
-  std::map<std::string, s3::Client*> clients_;
+  std::map<std::string, Origin*> origins_;
   std::string spool_dir_;
   int parallel_;
+  std::uint64_t memory_spill_;
+  conf::Clock clock_;
   DiskQueue disk_;
   mutable std::mutex mu_;
   std::map<std::string, FillPtr> fills_;
   RangeModes modes_;  // under mu_
-  // Runners keep themselves alive here until they end; touched only on the fetch thread.
-  std::set<std::shared_ptr<FillRunner>> runners_;
+  // Fetches keep themselves alive here until they end; touched only on the fetch thread.
+  std::set<std::shared_ptr<Fetch>> fetches_;
 };
 
 // The cache key of an object: which upstream endpoint, bucket and key it comes from.
 std::string make_cache_key(const conf::Upstream& upstream, const std::string& bucket,
                            const std::string& key);
-
-// Parses "bytes a-b/n" or Walrus' unit-less "a-b/n" ("*" total allowed). Exposed for tests.
-struct ContentRange {
-  bool unit = false;  // "bytes " was present
-  std::uint64_t first = 0, last = 0;
-  std::optional<std::uint64_t> total;
-};
-std::optional<ContentRange> parse_content_range(std::string_view v);
 
 }  // namespace proxy

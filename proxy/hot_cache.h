@@ -5,8 +5,6 @@
 // (cache::Store::stamp / current): a replaced, refreshed or evicted object is never served from
 // here, and a change of one object leaves the other entries alone. One per worker loop; not
 // thread-safe by design.
-// Transitional: `epoch` and find(key, epoch) are the old global check, kept only until
-// proxy/request.cc takes stamps; they go then.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +19,6 @@
 namespace proxy {
 
 struct HotEntry {
-  std::uint64_t epoch = 0;  // transitional, see the file comment
   cache::Meta meta;
   BodyFilePtr body;
   std::shared_ptr<const std::string> bytes;  // the whole body when small, else null
@@ -37,12 +34,15 @@ class HotCache {
   // The entry for `key` while store.current(entry.stamp); a stale entry is dropped. One atomic
   // load: the store does not hash the key again.
   HotEntry* find(const std::string& key, const cache::Store& store) {
-    return find_valid(key, [&](const HotEntry& e) { return store.current(e.stamp); });
-  }
-
-  // Transitional: the entry for `key` if it was stored at `epoch`; stale entries are dropped.
-  HotEntry* find(const std::string& key, std::uint64_t epoch) {
-    return find_valid(key, [&](const HotEntry& e) { return e.epoch == epoch; });
+    auto it = map_.find(key);
+    if (it == map_.end()) {
+      return nullptr;
+    }
+    if (!store.current(it->second.stamp)) {
+      map_.erase(it);
+      return nullptr;
+    }
+    return &it->second;
   }
 
   void put(const std::string& key, HotEntry entry) {
@@ -53,19 +53,6 @@ class HotCache {
   }
 
  private:
-  template <class Valid>
-  HotEntry* find_valid(const std::string& key, Valid valid) {
-    auto it = map_.find(key);
-    if (it == map_.end()) {
-      return nullptr;
-    }
-    if (!valid(it->second)) {
-      map_.erase(it);
-      return nullptr;
-    }
-    return &it->second;
-  }
-
   std::unordered_map<std::string, HotEntry> map_;
 };
 

@@ -19,6 +19,7 @@
 
 #include "cache/store.h"
 #include "conf/config.h"
+#include "proxy/fetch.h"
 #include "proxy/fill.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
@@ -56,7 +57,10 @@ int serve(const conf::Config& config) {
     return 1;
   }
 
+  // The one wall clock of this process: the store, the fills and every request read it.
+  const conf::Clock clock = conf::system_clock();
   cache::Options opts;
+  opts.now = clock;
   opts.dir = config.cache.dir;
   opts.max_size = config.cache.max_size;
   opts.chunk_size = static_cast<std::uint32_t>(config.cache.chunk_size);
@@ -71,7 +75,8 @@ int serve(const conf::Config& config) {
   metrics.set_cache_max(config.cache.max_size);
   proxy::EventLoop fetch("fetch");
   std::map<std::string, std::unique_ptr<s3::Client>> clients;
-  std::map<std::string, s3::Client*> client_ptrs;
+  std::map<std::string, std::unique_ptr<proxy::Origin>> origins;
+  std::map<std::string, proxy::Origin*> origin_ptrs;
   for (const auto& [name, up] : config.upstreams) {
     if (!up.tls_verify) {
       spdlog::warn("upstream '{}': TLS certificate verification is OFF", name);
@@ -81,12 +86,14 @@ int serve(const conf::Config& config) {
       spdlog::critical("upstream '{}': {}", name, c.error().message);
       return 1;
     }
-    client_ptrs[name] = c->get();
+    origins[name] = proxy::client_origin(**c);
+    origin_ptrs[name] = origins[name].get();
     clients[name] = std::move(c).value();
   }
-  auto fills = std::make_unique<proxy::FillTable>(fetch, **store, metrics, client_ptrs, spool,
-                                                  config.fill.parallel);
-  proxy::Services svc(config, **store, *fills, metrics, make_access_log(config.log));
+  proxy::FillTable::Options fill_opts{spool, config.fill.parallel, config.fill.memory_spill};
+  auto fills = std::make_unique<proxy::FillTable>(fetch, **store, metrics, origin_ptrs,
+                                                  std::move(fill_opts), clock);
+  proxy::Services svc(config, **store, *fills, metrics, make_access_log(config.log), clock);
   proxy::Server server(svc);
   fetch.start();
   if (auto started = server.start(); !started) {

@@ -97,6 +97,30 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                            .Help("Client connections open now (server.max_connections bounds it)")
                            .Register(r)
                            .Add({});
+  disk_syncs_ = &BuildCounter()
+                     .Name("tusk_disk_syncs_total")
+                     .Help("fsync/fdatasync calls: body chunks (batched per file) and the index")
+                     .Register(r)
+                     .Add({});
+  index_commits_ = &BuildCounter()
+                        .Name("tusk_index_commits_total")
+                        .Help("LMDB write transactions committed (chunk marks are batched)")
+                        .Register(r)
+                        .Add({});
+  index_errors_ = &BuildCounter()
+                       .Name("tusk_index_errors_total")
+                       .Help("Index lookups that failed (LMDB error or undecodable record)")
+                       .Register(r)
+                       .Add({});
+  write_errors_ = &BuildCounter()
+                       .Name("tusk_cache_write_errors_total")
+                       .Help("Writes or syncs of cache bodies the disk refused, by reason; the "
+                             "fill goes on uncached from memory")
+                       .Register(r);
+  const char* reasons[] = {"enospc", "eio", "other"};
+  for (int i = 0; i < 3; ++i) {
+    write_error_children_[i] = &write_errors_->Add({{"reason", reasons[i]}});
+  }
   ttfb_ = &BuildHistogram()
                .Name("tusk_upstream_ttfb_seconds")
                .Help("Time from sending an upstream request to its response head")
@@ -158,14 +182,17 @@ std::string Metrics::render(const cache::Stats& stats) {
   {
     std::lock_guard lock(render_mu_);
     // Store counts are cumulative since open; feed the difference into monotonic counters.
-    if (stats.evictions > seen_evictions_) {
-      evictions_->Increment(static_cast<double>(stats.evictions - seen_evictions_));
-      seen_evictions_ = stats.evictions;
-    }
-    if (stats.evicted_bytes > seen_evicted_bytes_) {
-      evicted_bytes_->Increment(static_cast<double>(stats.evicted_bytes - seen_evicted_bytes_));
-      seen_evicted_bytes_ = stats.evicted_bytes;
-    }
+    auto feed = [](prometheus::Counter* c, std::uint64_t now, std::uint64_t& seen) {
+      if (now > seen) {
+        c->Increment(static_cast<double>(now - seen));
+        seen = now;
+      }
+    };
+    feed(evictions_, stats.evictions, seen_evictions_);
+    feed(evicted_bytes_, stats.evicted_bytes, seen_evicted_bytes_);
+    feed(disk_syncs_, stats.syncs, seen_store_syncs_);
+    feed(index_commits_, stats.commits, seen_commits_);
+    feed(index_errors_, stats.index_errors, seen_index_errors_);
     cache_bytes_->Set(static_cast<double>(stats.bytes));
     cache_objects_->Set(static_cast<double>(stats.objects));
   }
@@ -178,5 +205,12 @@ void Metrics::connection(ConnEvent e) { conn_events_[static_cast<int>(e)]->Incre
 void Metrics::accept_error() { accept_errors_->Increment(); }
 
 void Metrics::set_connections_open(int n) { connections_open_->Set(n); }
+
+void Metrics::disk_sync() { disk_syncs_->Increment(); }
+
+void Metrics::cache_write_error(const char* reason) {
+  const std::string_view r = reason;
+  write_error_children_[r == "enospc" ? 0 : r == "eio" ? 1 : 2]->Increment();
+}
 
 }  // namespace proxy

@@ -46,6 +46,10 @@ class Metrics {
   void connection(ConnEvent e);
   void accept_error();
   void set_connections_open(int n);
+  // The disk (issue 9, defects 5 and 6): fdatasyncs of body files; writes the disk refused,
+  // by reason "enospc" | "eio" | "other".
+  void disk_sync();
+  void cache_write_error(const char* reason);
 
   // Prometheus text exposition, with cache gauges refreshed from `stats`.
   std::string render(const cache::Stats& stats);
@@ -72,6 +76,11 @@ class Metrics {
   prometheus::Counter* conn_events_[6] = {};
   prometheus::Counter* accept_errors_;
   prometheus::Gauge* connections_open_;
+  prometheus::Counter* disk_syncs_;
+  prometheus::Counter* index_commits_;
+  prometheus::Counter* index_errors_;
+  prometheus::Family<prometheus::Counter>* write_errors_;
+  prometheus::Counter* write_error_children_[3] = {};
   // Children looked up once: Family::Add takes a lock and hashes labels, too slow for every
   // request. Statuses outside kStatuses go through Add.
   static constexpr int kStatuses[] = {200, 206, 304, 400, 404, 405, 412, 416, 499, 502, 504};
@@ -81,6 +90,9 @@ class Metrics {
   std::mutex render_mu_;
   std::uint64_t seen_evictions_ = 0;
   std::uint64_t seen_evicted_bytes_ = 0;
+  std::uint64_t seen_store_syncs_ = 0;
+  std::uint64_t seen_commits_ = 0;
+  std::uint64_t seen_index_errors_ = 0;
 };
 
 }  // namespace proxy

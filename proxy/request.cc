@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <limits>
 
+#include "proxy/decide.h"
 #include "proxy/http_text.h"
 #include "s3/printable.h"
 #include "s3/sign.h"
@@ -85,8 +85,17 @@ void Request::drive() {
       case Step::kAwaitHead:
         next = await_head();
         break;
+      case Step::kRevalidated:
+        next = revalidated();
+        break;
       case Step::kDeliver:
         next = deliver();
+        break;
+      case Step::kTransmit:
+        next = transmit();
+        break;
+      case Step::kSynth:
+        next = send_synth();
         break;
       case Step::kDone:
         next = Next::kDone;
@@ -107,8 +116,8 @@ Request::Next Request::recv() {
   host_ = header_or_empty(in, "Host");
   head_only_ = in.method == "HEAD";
   if (in.method != "GET" && !head_only_) {
-    synth(405, "Method Not Allowed", "tusk serves GET and HEAD only\n", {{"Allow", "GET, HEAD"}});
-    return Next::kDone;
+    return synth(405, "Method Not Allowed", "tusk serves GET and HEAD only\n",
+                 {{"Allow", "GET, HEAD"}});
   }
   // absolute-form (RFC 9112 §3.2.2, what a client configured with tuskd as its proxy sends):
   // its authority is the host and the Host field is ignored.
@@ -125,17 +134,14 @@ Request::Next Request::recv() {
   auto routed = svc_.router.route(host_, path);
   if (!routed) {
     if (routed.error().code == RouteErrc::kBadPath) {
-      synth(400, "Bad Request", "bad request path: " + routed.error().message + "\n");
-    } else {
-      synth(404, "Not Found", "no route for this path\n");
+      return synth(400, "Bad Request", "bad request path: " + routed.error().message + "\n");
     }
-    return Next::kDone;
+    return synth(404, "Not Found", "no route for this path\n");
   }
   target_ = std::move(routed).value();
   if (target_.key.size() > kMaxKeyBytes) {
     // Refused before any upstream request: no such key can exist.
-    synth(414, "URI Too Long", "object key longer than 1024 bytes\n");
-    return Next::kDone;
+    return synth(414, "URI Too Long", "object key longer than 1024 bytes\n");
   }
   upstream_ = &svc_.config.upstreams.at(target_.upstream);
   cache_key_ = make_cache_key(*upstream_, target_.bucket, target_.key);
@@ -157,42 +163,25 @@ Request::Next Request::recv() {
 
 Request::Next Request::lookup() {
   ++lookups_;
-  // Read the epoch before the index: a record read under epoch E stays valid while it lasts.
-  const std::uint64_t epoch = svc_.store.epoch();
-  if (HotEntry* e = hot_.find(cache_key_, epoch); e && outcome_ != Outcome::kRevalidated) {
-    const std::int64_t now = std::time(nullptr);
-    if ((e->meta.flags & cache::Meta::kFlagNoCache) == 0 && now < e->meta.expires_at) {
-      entity_ = entity_of(e->meta, e->body);
-      entity_.bytes = e->bytes;
-      outcome_ = Outcome::kHit;
-      if (e->touched_at != now) {  // the LRU counts in seconds: once per second is enough
-        e->touched_at = now;
-        svc_.store.touch(cache_key_);
-      }
-      step_ = Step::kDeliver;
-      return Next::kContinue;
+  const std::int64_t now = svc_.clock();
+  if (HotEntry* e = hot_.find(cache_key_, svc_.store); e && is_fresh(e->meta, now)) {
+    entity_ = entity_of(e->meta, e->body);
+    entity_.bytes = e->bytes;
+    outcome_ = Outcome::kHit;
+    if (e->touched_at != now) {  // the LRU counts in seconds: once per second is enough
+      e->touched_at = now;
+      svc_.store.touch(cache_key_);
     }
+    step_ = Step::kDeliver;
+    return Next::kContinue;
   }
+  // The stamp before the index: a record read under it stays valid while it is current.
+  const cache::Stamp stamp = svc_.store.stamp(cache_key_);
   auto meta = svc_.store.lookup(cache_key_);
-  if (meta && !meta->complete()) {
-    const std::int64_t now = std::time(nullptr);
-    if ((meta->flags & cache::Meta::kFlagNoCache) == 0 && now < meta->expires_at) {
-      partial_ = std::move(meta);  // fetch only what is missing, into the same generation
-    }
-  } else if (meta) {
-    const std::int64_t now = std::time(nullptr);
-    bool fresh = (meta->flags & cache::Meta::kFlagNoCache) == 0 && now < meta->expires_at;
-    // An entry just confirmed by the origin is served even when its lifetime is zero
-    // (no-cache, max-age=0): the confirmation is this use's revalidation.
-    if (fresh || outcome_ == Outcome::kRevalidated) {
-      auto fd = svc_.store.open_body(cache_key_, meta->generation);
-      if (fd) {
-        entity_ = entity_of(*meta, std::make_shared<BodyFile>(*fd));
-        remember_hot(*meta, epoch);
-        if (outcome_ != Outcome::kRevalidated) {
-          outcome_ = Outcome::kHit;
-        }
-        svc_.store.touch(cache_key_);
+  switch (classify(meta, now)) {
+    case EntryState::kFresh:
+      if (serve_entry(*meta, stamp)) {
+        outcome_ = Outcome::kHit;
         step_ = Step::kDeliver;
         return Next::kContinue;
       }
@@ -200,16 +189,58 @@ Request::Next Request::lookup() {
       if (lookups_ < 3) {
         return Next::kContinue;
       }
-    } else {
-      stale_ = std::move(meta);
-    }
+      break;
+    case EntryState::kStale:
+      stale_ = std::move(meta);  // revalidate it; serve it within grace if the upstream fails
+      break;
+    case EntryState::kPartial:
+      partial_ = std::move(meta);  // fetch only what is missing, into the same generation
+      break;
+    case EntryState::kAbsent:
+      break;
   }
   step_ = Step::kFill;
   return Next::kContinue;
 }
 
-void Request::remember_hot(const cache::Meta& meta, std::uint64_t epoch) {
-  HotEntry e{epoch, meta, entity_.body, nullptr};
+// Opens the body of a complete entry to serve it; false when it is gone meanwhile.
+bool Request::serve_entry(const cache::Meta& meta, const cache::Stamp& stamp) {
+  auto fd = svc_.store.open_body(cache_key_, meta.generation);
+  if (!fd) {
+    return false;
+  }
+  entity_ = entity_of(meta, std::make_shared<BodyFile>(*fd));
+  remember_hot(meta, stamp);
+  svc_.store.touch(cache_key_);
+  return true;
+}
+
+// ---------------------------------------------------------------- Revalidated
+
+// The origin answered our revalidation with 304 and the fill refreshed the entry: serve it. The
+// confirmation is this use's validation, so it is served even with a zero lifetime (no-cache,
+// max-age=0).
+Request::Next Request::revalidated() {
+  ++lookups_;
+  const cache::Stamp stamp = svc_.store.stamp(cache_key_);
+  auto meta = svc_.store.lookup(cache_key_);
+  if (classify(meta, svc_.clock(), /*just_revalidated=*/true) == EntryState::kFresh &&
+      serve_entry(*meta, stamp)) {
+    outcome_ = Outcome::kRevalidated;
+    step_ = Step::kDeliver;
+    return Next::kContinue;
+  }
+  // Replaced or evicted since the 304: start over (bounded by lookups_).
+  stale_.reset();
+  step_ = lookups_ < 3 ? Step::kLookup : Step::kFill;
+  return Next::kContinue;
+}
+
+void Request::remember_hot(const cache::Meta& meta, const cache::Stamp& stamp) {
+  HotEntry e;
+  e.meta = meta;
+  e.body = entity_.body;
+  e.stamp = stamp;
   e.meta.bitmap.clear();  // complete by construction; the bitmap of a big object is dead weight
   if (meta.size <= HotCache::kMaxInlineBytes) {
     auto bytes = std::make_shared<std::string>(meta.size, '\0');
@@ -237,19 +268,9 @@ Request::Next Request::fill() {
   FillSeed seed;
   seed.stale = stale_;
   seed.partial = partial_;
-  // The first byte this client reads decides which chunk is fetched first. A suffix range on
-  // an object of unknown size cannot say: the fill then learns the size with a HEAD.
-  std::uint64_t first_byte = 0;
-  if (ranges_ && !ranges_->empty()) {
-    const RangeSpec& r = ranges_->front();
-    if (!r.suffix) {
-      first_byte = r.first;
-    } else if (partial_) {
-      first_byte = r.first >= partial_->size ? 0 : partial_->size - r.first;
-    } else {
-      first_byte = std::numeric_limits<std::uint64_t>::max();
-    }
-  }
+  // The first byte this client reads decides which chunk is fetched first.
+  const std::uint64_t first_byte =
+      first_byte_of(ranges_, partial_ ? std::optional(partial_->size) : std::nullopt);
   // After three lookups found a complete record whose body would not open, fill a new
   // generation whatever the index says.
   seed.recheck = lookups_ < 3;
@@ -263,8 +284,7 @@ Request::Next Request::fill() {
     // A fill whose every byte is already on disk (only its bookkeeping is still running)
     // serves this request exactly as a hit would.
     Fill::Snapshot snap = fill_->snapshot();
-    const bool fresh = snap.head && !snap.head->freshness.revalidate_each_use &&
-                       std::time(nullptr) < snap.head->freshness.expires_at;
+    const bool fresh = snap.head && is_fresh(snap.head->freshness, svc_.clock());
     joined_done_ =
         fresh && (snap.phase == Fill::Phase::kDone || fill_->available_from(0) >= snap.head->size);
   }
@@ -303,13 +323,15 @@ Request::Next Request::await_head() {
       if (serve_stale_on_error()) {
         return Next::kContinue;
       }
-      synth_upstream_error(*snap.error);
-      return Next::kDone;
+      if (snap.disk_error) {
+        return synth(503, "Service Unavailable", "the cache disk failed; try again\n",
+                     {{"Retry-After", "10"}});
+      }
+      return synth_upstream_error(*snap.error);
     case Fill::Phase::kDone:
       if (snap.not_modified) {
-        outcome_ = Outcome::kRevalidated;
         fill_.reset();
-        step_ = Step::kLookup;
+        step_ = Step::kRevalidated;
         return Next::kContinue;
       }
       break;
@@ -320,14 +342,7 @@ Request::Next Request::await_head() {
   entity_ = Entity{
       h.size,       h.etag,    h.last_modified, h.content_type, h.replay, h.freshness.stored_at,
       h.generation, snap.body, fill_,           nullptr};
-  if (!h.stored) {
-    outcome_ = Outcome::kPass;
-  } else if (!joined_) {
-    outcome_ = Outcome::kMiss;
-  } else {
-    // Joined a fill that had already ended: every byte was on disk, nothing waited upstream.
-    outcome_ = joined_done_ ? Outcome::kHit : Outcome::kCoalesced;
-  }
+  outcome_ = outcome_of_fill(h.stored, joined_, joined_done_);
   step_ = Step::kDeliver;
   return Next::kContinue;
 }
@@ -336,8 +351,7 @@ bool Request::serve_stale_on_error() {
   if (!stale_) {
     return false;
   }
-  const std::int64_t now = std::time(nullptr);
-  if (now >= stale_->expires_at + target_.route->grace.count()) {
+  if (!grace_allows(*stale_, svc_.clock(), target_.route->grace)) {
     return false;
   }
   auto fd = svc_.store.open_body(cache_key_, stale_->generation);
@@ -363,85 +377,91 @@ void Request::add_entity_headers(bool with_length_and_type) {
   for (const auto& [k, v] : entity_.replay) {
     out.add(k, v);
   }
-  std::int64_t age = std::max<std::int64_t>(0, std::time(nullptr) - entity_.stored_at);
+  std::int64_t age = std::max<std::int64_t>(0, svc_.clock() - entity_.stored_at);
   out.add("Age", std::to_string(age));
   if (with_length_and_type) {
     out.add("Accept-Ranges", "bytes");
   }
 }
 
+// Decides the answer (proxy/decide.h: 304, 412, 416, 200, 206 single or multipart) and lays
+// out its body as pieces; Transmit sends them.
 Request::Next Request::deliver() {
   ResponseHeaders& out = ex_->out();
-  out.add("Date", cached_http_date(std::time(nullptr)));
+  out.add("Date", cached_http_date(svc_.clock()));
   out.add("X-Cache", outcome_name(outcome_));
 
+  Validators v{entity_.etag, -1};
   const bool conditional = !conditions_.if_match.empty() || !conditions_.if_none_match.empty() ||
                            !conditions_.if_modified_since.empty() ||
                            !conditions_.if_unmodified_since.empty() ||
                            !conditions_.if_range.empty();
-  Validators v{entity_.etag, -1};
   if (conditional && !entity_.last_modified.empty()) {
     v.last_modified = s3::parse_http_date(entity_.last_modified);
   }
-  switch (conditional ? evaluate(conditions_, v) : Precondition::kProceed) {
-    case Precondition::kNotModified:
+  const std::uint64_t size = entity_.size;
+  const BodyPlan plan = plan_body(conditions_, v, ranges_, size);
+  std::uint64_t length = 0;
+  switch (plan.kind) {
+    case BodyPlan::Kind::kNotModified:
       add_entity_headers(false);
       status_ = 304;
-      reply(304, "Not Modified", nullptr);
+      reply(304, plan.reason, nullptr);
       return Next::kDone;
-    case Precondition::kFailed:
-      synth(412, "Precondition Failed", "precondition failed\n");
-      return Next::kDone;
-    case Precondition::kProceed:
+    case BodyPlan::Kind::kPreconditionFailed:
+      return synth(412, plan.reason, "precondition failed\n");
+    case BodyPlan::Kind::kUnsatisfiable:
+      return synth(416, plan.reason, "range not satisfiable\n",
+                   {{"Content-Range", "bytes */" + std::to_string(size)}});
+    case BodyPlan::Kind::kFull:
+      add_entity_headers(true);
+      pieces_.push_back({"", 0, size});
+      length = size;
+      out.add("Content-Type", entity_.content_type);
       break;
-  }
-
-  const std::uint64_t size = entity_.size;
-  RangeDecision decision;
-  if (ranges_ && if_range_allows(conditions_, v)) {
-    decision = resolve_ranges(*ranges_, size);
-  }
-  if (decision.kind == RangeKind::kUnsatisfiable) {
-    synth(416, "Range Not Satisfiable", "range not satisfiable\n",
-          {{"Content-Range", "bytes */" + std::to_string(size)}});
-    return Next::kDone;
-  }
-  add_entity_headers(true);
-  std::uint64_t length = 0;
-  if (decision.kind == RangeKind::kFull) {
-    status_ = 200;
-    pieces_.push_back({"", 0, size});
-    length = size;
-    out.add("Content-Type", entity_.content_type);
-  } else if (decision.spans.size() == 1) {
-    status_ = 206;
-    const ByteSpan& s = decision.spans[0];
-    pieces_.push_back({"", s.first, s.length()});
-    length = s.length();
-    out.add("Content-Type", entity_.content_type);
-    std::string cr = "bytes " + std::to_string(s.first) + "-" + std::to_string(s.last) + "/" +
-                     std::to_string(size);
-    out.add("Content-Range", cr);
-  } else {
-    status_ = 206;
-    std::string boundary = make_boundary();
-    for (const ByteSpan& s : decision.spans) {
-      std::string part = "\r\n--" + boundary + "\r\nContent-Type: " + entity_.content_type +
-                         "\r\nContent-Range: bytes " + std::to_string(s.first) + "-" +
-                         std::to_string(s.last) + "/" + std::to_string(size) + "\r\n\r\n";
-      length += part.size() + s.length();
-      pieces_.push_back({std::move(part), 0, 0});
+    case BodyPlan::Kind::kSingle: {
+      add_entity_headers(true);
+      const ByteSpan& s = plan.spans[0];
       pieces_.push_back({"", s.first, s.length()});
+      length = s.length();
+      out.add("Content-Type", entity_.content_type);
+      out.add("Content-Range", "bytes " + std::to_string(s.first) + "-" + std::to_string(s.last) +
+                                   "/" + std::to_string(size));
+      break;
     }
-    std::string end = "\r\n--" + boundary + "--\r\n";
-    length += end.size();
-    pieces_.push_back({std::move(end), 0, 0});
-    out.add("Content-Type", "multipart/byteranges; boundary=" + boundary);
+    case BodyPlan::Kind::kMultipart: {
+      add_entity_headers(true);
+      const std::string boundary = make_boundary();
+      for (const ByteSpan& s : plan.spans) {
+        std::string part = "\r\n--" + boundary + "\r\nContent-Type: " + entity_.content_type +
+                           "\r\nContent-Range: bytes " + std::to_string(s.first) + "-" +
+                           std::to_string(s.last) + "/" + std::to_string(size) + "\r\n\r\n";
+        length += part.size() + s.length();
+        pieces_.push_back({std::move(part), 0, 0});
+        pieces_.push_back({"", s.first, s.length()});
+      }
+      std::string end = "\r\n--" + boundary + "--\r\n";
+      length += end.size();
+      pieces_.push_back({std::move(end), 0, 0});
+      out.add("Content-Type", "multipart/byteranges; boundary=" + boundary);
+      break;
+    }
   }
+  status_ = plan.status;
+  reason_ = plan.reason;
   out.add("Content-Length", std::to_string(length));
-  const char* reason = status_ == 200 ? "OK" : "Partial Content";
-  if (head_only_ || length == 0) {
-    reply(status_, reason, nullptr);
+  body_length_ = length;
+  step_ = Step::kTransmit;
+  return Next::kContinue;
+}
+
+// ---------------------------------------------------------------- Transmit
+
+// Sends the pieces: at once from memory for a hot small object, else through pump() as the
+// connection drains (sendfile from the body file, waiting on the fill for bytes not yet there).
+Request::Next Request::transmit() {
+  if (head_only_ || body_length_ == 0) {
+    reply(status_, reason_, nullptr);
     return Next::kDone;
   }
   if (entity_.bytes && !entity_.fill) {
@@ -457,7 +477,7 @@ Request::Next Request::deliver() {
       }
     }
     svc_.metrics.bytes_served(Source::kCache, evbuffer_get_length(buf));
-    reply(status_, reason, buf);
+    reply(status_, reason_, buf);
     evbuffer_free(buf);
     return Next::kDone;
   }
@@ -471,7 +491,7 @@ Request::Next Request::deliver() {
     pin_ = svc_.store.pin(cache_key_);  // a streamed hit: keep its bytes from eviction
   }
   started_ = true;
-  ex_->start(status_, reason);
+  ex_->start(status_, reason_);
   step_ = Step::kDone;
   pump();
   return Next::kPark;
@@ -487,6 +507,10 @@ void Request::pump() {
   // A complete body goes out in large sendfile windows (no memory; fewer drain stalls); a
   // body still filling in smaller ones, so a slow fill does not hold a large range.
   std::uint64_t budget = entity_.fill ? kWindow : kCompleteWindow;
+  if (entity_.fill) {
+    // A fill whose disk failed goes on in memory: read the rest from there.
+    entity_.body = entity_.fill->body();
+  }
   std::uint64_t need = 0;  // when blocked: the body offset we wait for
   bool blocked = false;
   while (piece_ < pieces_.size() && budget > 0) {
@@ -608,120 +632,5 @@ bool Request::refill(std::uint64_t pos) {
 }
 
 void Request::on_chunk_sent(void* arg) { static_cast<Request*>(arg)->pump(); }
-
-// ---------------------------------------------------------------- Synth and the end
-
-void Request::synth(int status, const std::string& reason, const std::string& body,
-                    const std::vector<std::pair<std::string, std::string>>& extra) {
-  outcome_ = Outcome::kError;
-  status_ = status;
-  ResponseHeaders& out = ex_->out();
-  // Deliver may have begun the headers before deciding on an error (412, 416).
-  for (const char* name : {"X-Cache", "Content-Type", "Cache-Control", "Content-Length"}) {
-    out.remove(name);
-  }
-  out.add("Content-Type", "text/plain; charset=utf-8");
-  out.add("X-Cache", outcome_name(outcome_));
-  out.add("Cache-Control", "no-store");
-  for (const auto& [k, v] : extra) {
-    out.add(k, v);
-  }
-  evbuffer* buf = evbuffer_new();
-  if (!head_only_) {
-    evbuffer_add(buf, body.data(), body.size());
-  } else {
-    out.add("Content-Length", std::to_string(body.size()));
-  }
-  reply(status, reason.c_str(), buf);
-  evbuffer_free(buf);
-}
-
-void Request::synth_upstream_error(const s3::Error& e) {
-  switch (e.code) {
-    case s3::Errc::kNotFound:
-      synth(404, "Not Found", "not found in bucket " + target_.bucket + "\n");
-      return;
-    case s3::Errc::kForbidden:
-      if (upstream_->signature == conf::Signature::kNone) {
-        // An anonymous GET of a missing key in a private bucket is a 403 too: say both.
-        spdlog::warn("upstream '{}' denied anonymous access to {}/{}: not found or forbidden",
-                     target_.upstream, target_.bucket, s3::printable(target_.key));
-        synth(404, "Not Found", "not found (or not public) in bucket " + target_.bucket + "\n");
-        return;
-      }
-      synth(502, "Bad Gateway", "upstream denied access to the object\n");
-      return;
-    case s3::Errc::kAuth:
-      spdlog::error("upstream '{}' rejected tusk's credentials: {}", target_.upstream, e.message);
-      synth(502, "Bad Gateway", "upstream rejected tusk's credentials (" + e.s3_code + ")\n");
-      return;
-    case s3::Errc::kTls:
-      // Will not heal by retrying; the message (escaped by s3::Client) names the host.
-      spdlog::error("upstream '{}': {}", target_.upstream, e.message);
-      synth(502, "Bad Gateway", "upstream TLS verification failed\n");
-      return;
-    case s3::Errc::kTimeout:
-      synth(504, "Gateway Timeout", "upstream timed out\n");
-      return;
-    case s3::Errc::kRefused:
-      synth(502, "Bad Gateway", "upstream unreachable\n");
-      return;
-    default:
-      synth(502, "Bad Gateway", "upstream error: " + e.message + "\n");
-      return;
-  }
-}
-
-void Request::finish(int status) {
-  if (finished_) {
-    return;
-  }
-  finished_ = true;
-  step_ = Step::kDone;
-  auto elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_);
-  svc_.metrics.request(outcome_, status);
-  if (svc_.access_log) {
-    // Client bytes are escaped and bounded: a log line is one line, whatever was sent.
-    svc_.access_log->info("\"{} {}\" {} {} {} range=\"{}\" {:.1f}ms", s3::printable(method_, 32),
-                          s3::printable(target_uri_, 1024), status, body_bytes_,
-                          outcome_name(outcome_), s3::printable(range_header_), elapsed.count());
-  }
-  ex_ = nullptr;
-  // The last reference may be this one: release it after the current call stack unwinds.
-  loop_.post([self = std::move(self_)] {});
-}
-
-Exchange* Request::take_exchange() {
-  // The reply call that follows may end the exchange and, with keep-alive, hand the connection
-  // to the next request before it returns: unhook our close handler first and never touch the
-  // exchange again.
-  Exchange* ex = ex_;
-  if (ex != nullptr) {
-    ex->set_close_handler(nullptr, nullptr);
-  }
-  ex_ = nullptr;
-  return ex;
-}
-
-void Request::reply(int status, const char* reason, evbuffer* body) {
-  take_exchange()->reply(status, reason, body);
-  finish(status);
-}
-
-void Request::abort_connection() {
-  int status = status_;
-  closed_ = true;
-  if (Exchange* ex = take_exchange()) {
-    ex->abort();
-  }
-  finish(status);
-}
-
-void Request::on_close(void* arg) {
-  auto* self = static_cast<Request*>(arg);
-  self->closed_ = true;
-  self->ex_ = nullptr;
-  self->finish(499);  // nginx's "client closed request"
-}
 
 }  // namespace proxy

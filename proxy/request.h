@@ -1,5 +1,6 @@
 // The life of one client request, as named steps driven by one loop (STYLE.md, after Varnish's
-// cache_req_fsm): Recv -> Lookup -> (Fill -> AwaitHead) -> Deliver, with Synth for errors.
+// cache_req_fsm): Recv -> Lookup -> (Fill -> AwaitHead [-> Revalidated]) -> Deliver -> Transmit,
+// with Synth for tusk's own error answers. Every decision is a pure function (proxy/decide.h).
 // Each step returns Continue, Park (waiting on a fill; woken through the worker's loop) or Done.
 // Threads: a Request lives on the worker loop that accepted it and is touched only there.
 // The connection owns the Exchange; we give it exactly one reply and never touch it after the
@@ -32,7 +33,17 @@ class Request : public std::enable_shared_from_this<Request> {
   ~Request();
 
  private:
-  enum class Step { kRecv, kLookup, kFill, kAwaitHead, kDeliver, kDone };
+  enum class Step {
+    kRecv,         // parse and route the request
+    kLookup,       // hot cache, then the index: fresh -> Deliver; stale/partial/absent -> Fill
+    kFill,         // start or join the object's fill
+    kAwaitHead,    // wait for the fill's head: streaming -> Deliver, 304 -> Revalidated
+    kRevalidated,  // the origin confirmed the stale entry: serve it
+    kDeliver,      // decide the answer (status, headers, body pieces)
+    kTransmit,     // send it, following the fill for bytes not yet on disk
+    kSynth,        // an error answer of tusk's own
+    kDone,
+  };
   enum class Next { kContinue, kPark, kDone };
 
   // What is being delivered: the object's description and where its bytes are.
@@ -65,11 +76,14 @@ class Request : public std::enable_shared_from_this<Request> {
   Next lookup();
   Next fill();
   Next await_head();
+  Next revalidated();
   Next deliver();
+  Next transmit();
+  Next send_synth();
 
-  void synth(int status, const std::string& reason, const std::string& body,
-             const std::vector<std::pair<std::string, std::string>>& extra = {});
-  void synth_upstream_error(const s3::Error& e);
+  Next synth(int status, const char* reason, std::string body, Headers extra = {});
+  Next synth_upstream_error(const s3::Error& e);
+  bool serve_entry(const cache::Meta& meta, const cache::Stamp& stamp);
   void add_entity_headers(bool with_length_and_type);
   void pump();
   static void on_chunk_sent(void* arg);
@@ -84,7 +98,7 @@ class Request : public std::enable_shared_from_this<Request> {
   // fits the socket, and finishes the request.
   void reply(int status, const char* reason, evbuffer* body);
   bool serve_stale_on_error();
-  void remember_hot(const cache::Meta& meta, std::uint64_t epoch);
+  void remember_hot(const cache::Meta& meta, const cache::Stamp& stamp);
 
   Exchange* ex_;
   Services& svc_;
@@ -123,6 +137,14 @@ class Request : public std::enable_shared_from_this<Request> {
   std::uint64_t piece_done_ = 0;
   std::uint64_t body_bytes_ = 0;
   int status_ = 0;
+  const char* reason_ = "OK";
+  std::uint64_t body_length_ = 0;
+  struct Synth {
+    int status = 500;
+    const char* reason = "";
+    std::string body;
+    Headers headers;
+  } synth_;
 };
 
 }  // namespace proxy

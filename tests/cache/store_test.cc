@@ -326,27 +326,6 @@ TEST_F(StoreTest, HitsCountForEvictionBeforeTheNextFlush) {
   EXPECT_EQ(s.lookup("a")->accessed_at, 102);
 }
 
-// Issue 9, defect 3: a flush that only writes access times leaves the epoch (and so every
-// worker's hot cache) alone; one that evicts moves it.
-TEST_F(StoreTest, FlushMovesTheEpochOnlyWhenItEvicts) {
-  Store& s = open(options(40));
-  clock_->store(10);
-  create("a", 20);
-  clock_->store(11);
-  create("b", 20);
-  const std::uint64_t e0 = s.epoch();
-  s.flush();
-  EXPECT_EQ(s.epoch(), e0);
-  clock_->store(12);
-  s.touch("a");
-  s.flush();
-  EXPECT_EQ(s.epoch(), e0);
-  EXPECT_EQ(s.lookup("a")->accessed_at, 12);
-  ASSERT_TRUE(s.remove("b").has_value());  // a change a reader must see
-  const std::uint64_t e1 = s.epoch();
-  EXPECT_GT(e1, e0);
-}
-
 // Issue 9, defect 3: stamps are per object. Each change of "a" ends a stamp of "a" taken before
 // it and leaves the stamp of "b" current; with one global epoch every row would end b's too.
 TEST_F(StoreTest, EveryChangeOfAnObjectEndsItsStampAndNoOther) {

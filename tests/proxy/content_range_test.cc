@@ -1,8 +1,8 @@
-// Table tests of the upstream Content-Range parser (proxy/fill.h): RFC 9110 §14.4's form and
+// Table tests of the upstream Content-Range parser (proxy/fetch_rules.h): RFC 9110 §14.4's form and
 // Walrus' unit-less one.
 #include <gtest/gtest.h>
 
-#include "proxy/fill.h"
+#include "proxy/fetch_rules.h"
 
 namespace proxy {
 namespace {

@@ -11,6 +11,7 @@
 
 #include "cache/store.h"
 #include "conf/config.h"
+#include "proxy/fetch.h"
 #include "proxy/fill.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
@@ -27,6 +28,7 @@ class FillTableTest : public testing::Test {
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
     cache::Options o;
+    o.now = clock_.clock();
     o.dir = dir_ + "/cache";
     o.max_size = 1 << 20;
     o.chunk_size = 4;
@@ -35,7 +37,8 @@ class FillTableTest : public testing::Test {
     store_ = std::move(s).value();
     // No clients: a fill that really starts ends at once as failed, without any transfer.
     table_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
-                                         std::map<std::string, s3::Client*>{}, dir_, 4);
+                                         std::map<std::string, Origin*>{},
+                                         FillTable::Options{dir_, 4}, clock_.clock());
     target_.route = &route_;
     target_.upstream = "up";
     target_.bucket = "b";
@@ -65,6 +68,7 @@ class FillTableTest : public testing::Test {
 
   static constexpr const char* kKey = "ep/b/k";
   std::string dir_;
+  conf::ManualClock clock_{1'800'000'000};
   EventLoop fetch_{"fetch-test"};
   Metrics metrics_;
   std::unique_ptr<cache::Store> store_;
@@ -74,7 +78,7 @@ class FillTableTest : public testing::Test {
 };
 
 TEST_F(FillTableTest, EntryCompletedSinceTheCallersLookupIsAHitNotANewFill) {
-  const cache::Meta seen = put(1, std::time(nullptr) + 3600);  // the caller saw chunk 1 missing
+  const cache::Meta seen = put(1, clock_.now() + 3600);  // the caller saw chunk 1 missing
   ASSERT_FALSE(seen.complete());
   ASSERT_TRUE(store_->mark_chunks(kKey, seen.generation, 1, 1).has_value());  // the fill ended
 
@@ -87,13 +91,13 @@ TEST_F(FillTableTest, EntryCompletedSinceTheCallersLookupIsAHitNotANewFill) {
 }
 
 TEST_F(FillTableTest, NoRecordAtLookupButCompleteNowIsAHit) {
-  put(2, std::time(nullptr) + 3600);
+  put(2, clock_.now() + 3600);
   bool joined = true;
   EXPECT_EQ(table_->acquire(kKey, target_, FillSeed{}, 0, &joined), nullptr);
 }
 
 TEST_F(FillTableTest, ExpiredCompleteEntryStillStartsARevalidation) {
-  put(2, std::time(nullptr) - 1);
+  put(2, clock_.now() - 1);
   bool joined = true;
   FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
   ASSERT_NE(f, nullptr);
@@ -101,18 +105,72 @@ TEST_F(FillTableTest, ExpiredCompleteEntryStillStartsARevalidation) {
 }
 
 TEST_F(FillTableTest, IncompleteEntryStartsAFill) {
-  put(1, std::time(nullptr) + 3600);
+  put(1, clock_.now() + 3600);
   bool joined = true;
   EXPECT_NE(table_->acquire(kKey, target_, FillSeed{}, 0, &joined), nullptr);
 }
 
 TEST_F(FillTableTest, WithoutRecheckACompleteEntryIsFilledAgain) {
   // What a request does after a complete record's body would not open three times.
-  put(2, std::time(nullptr) + 3600);
+  put(2, clock_.now() + 3600);
   FillSeed seed;
   seed.recheck = false;
   bool joined = true;
   EXPECT_NE(table_->acquire(kKey, target_, seed, 0, &joined), nullptr);
+}
+
+// Defect 6: marks queued together cost one fdatasync per body file and one index commit.
+TEST_F(FillTableTest, DiskQueueBatchesMarksIntoOneCommit) {
+  cache::Meta m;
+  m.size = 8;
+  m.expires_at = clock_.now() + 3600;
+  auto c = store_->create(kKey, m);
+  ASSERT_TRUE(c.has_value());
+  auto fd = std::make_shared<BodyFile>(c->fd);
+  const std::uint64_t commits = store_->stats().commits;
+  {
+    DiskQueue q(*store_, metrics_);
+    q.mark(DiskQueue::Mark{fd, kKey, c->meta.generation, 0});
+    q.mark(DiskQueue::Mark{fd, kKey, c->meta.generation, 1});
+    q.drain();
+  }
+  EXPECT_EQ(store_->stats().commits - commits, 1u);
+  EXPECT_TRUE(store_->lookup(kKey)->complete());
+}
+
+TEST_F(FillTableTest, DiskQueueClosureSeesTheMarksQueuedBeforeIt) {
+  cache::Meta m;
+  m.size = 8;
+  m.expires_at = clock_.now() + 3600;
+  auto c = store_->create(kKey, m);
+  ASSERT_TRUE(c.has_value());
+  auto fd = std::make_shared<BodyFile>(c->fd);
+  bool complete_in_closure = false;
+  DiskQueue q(*store_, metrics_);
+  q.mark(DiskQueue::Mark{fd, kKey, c->meta.generation, 0});
+  q.mark(DiskQueue::Mark{fd, kKey, c->meta.generation, 1});
+  q.post([&] { complete_in_closure = store_->lookup(kKey)->complete(); });
+  q.drain();
+  EXPECT_TRUE(complete_in_closure);
+}
+
+TEST_F(FillTableTest, DiskQueueMarkOfAReplacedGenerationIsDroppedNotApplied) {
+  cache::Meta m;
+  m.size = 8;
+  m.expires_at = clock_.now() + 3600;
+  auto old_gen = store_->create(kKey, m);
+  ASSERT_TRUE(old_gen.has_value());
+  auto fd = std::make_shared<BodyFile>(old_gen->fd);
+  auto new_gen = store_->create(kKey, m);
+  ASSERT_TRUE(new_gen.has_value());
+  ::close(new_gen->fd);
+  DiskQueue q(*store_, metrics_);
+  q.mark(DiskQueue::Mark{fd, kKey, old_gen->meta.generation, 0});
+  q.drain();
+  auto now_meta = store_->lookup(kKey);
+  ASSERT_TRUE(now_meta);
+  EXPECT_EQ(now_meta->generation, new_gen->meta.generation);
+  EXPECT_FALSE(now_meta->has_chunk(0));
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ TEST_F(HotCacheTest, AChangeDropsOnlyTheEntryOfItsObject) {
 }
 
 TEST_F(HotCacheTest, AnEntryWithoutAStampIsNeverServed) {
-  HotEntry e;  // e.g. stored through the transitional epoch API
+  HotEntry e;  // never given a stamp
   hot_.put("k", std::move(e));
   EXPECT_EQ(hot_.find("k", *store_), nullptr);
   EXPECT_EQ(hot_.find("k", *store_), nullptr);  // and it was dropped

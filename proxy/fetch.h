@@ -1,0 +1,153 @@
+// The fetch side of a fill: one Fetch per Fill, on the fetch loop, asks the upstream for the
+// object and writes its bytes into the body file, as named steps driven by one loop (like
+// Request::drive, after Varnish's cache_fetch/ATS's decide-do): a cold miss, a range on a
+// cold object and a revalidation each read top to bottom in proxy/fetch.cc. The rules it
+// applies to the upstream's answers are pure (proxy/fetch_rules.h).
+// Threads: everything here runs on the fetch loop. Progress is published through the Fill.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/fetch_rules.h"
+#include "proxy/fill.h"
+#include "s3/client.h"
+
+struct event;
+
+namespace proxy {
+
+// Where a fetch sends its requests: an upstream's s3::Client (client_origin), or a script in
+// unit tests, so the fetch machine runs without sockets.
+class Origin {
+ public:
+  // One request in flight. Destroying it cancels it; no callback runs after that.
+  class Call {
+   public:
+    virtual ~Call() = default;
+    virtual void cancel() = 0;  // no callback runs after it; safe inside a callback
+  };
+  virtual ~Origin() = default;
+  // Callbacks run later on the fetch loop, never inside start().
+  virtual std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) = 0;
+  virtual int retries() const = 0;
+};
+std::unique_ptr<Origin> client_origin(s3::Client& client);
+
+struct Segment;
+
+// A fill's own error (a refused answer, a disk failure), in the error type of upstream errors.
+inline s3::Error local_error(std::string message) {
+  return s3::Error{s3::Errc::kProtocol, 0, "", std::move(message)};
+}
+
+class Fetch : public std::enable_shared_from_this<Fetch> {
+ public:
+  Fetch(FillTable& table, FillPtr fill, const Target& target, Origin& origin, FillSeed seed,
+        std::uint64_t first_byte);
+  ~Fetch();
+  void start();  // on the fetch loop
+
+  // The steps of a fetch. Each returns Continue (go on with step_), Park (requests are in
+  // flight; their answers drive again) or Done.
+  enum class Step {
+    kStart,       // choose how to begin: partial entry, stale entry, or a cold object
+    kRevalidate,  // conditional GET of a stale entry: 304 -> kRefresh, 200 -> kWhole
+    kProbeRange,  // ranged GET of the first chunk a client wants: it also gives the head
+    kProbeHead,   // HEAD: the size first (Walrus, suffix ranges, a probe past the end)
+    kChunks,      // ranged GETs of missing chunks, urgent ones first, fill.parallel at a time
+    kWhole,       // one sequential GET of the whole object (the upstream ignores Range)
+    kRefresh,     // the 304's headers merged into the stored entry
+    kDone,
+  };
+  Step step() const { return step_; }
+
+ private:
+  enum class Next { kContinue, kPark, kDone };
+  enum : std::uint8_t { kMissing = 0, kInFlight = 1, kDone = 2 };
+
+  void drive();
+  Next start_step();
+  Next revalidate();
+  Next probe_range();
+  Next probe_head();
+  Next chunks();
+  Next whole();
+  Next refresh();
+
+  // Heads and body files.
+  bool adopt_partial(const cache::Meta& m);
+  bool create_head(const s3::ResponseHead& h, std::uint64_t size);
+  void install_head(std::shared_ptr<ObjectHead> obj, BodyFilePtr body, const cache::Meta* meta);
+  bool open_uncached(ObjectHead& obj, int* wfd);
+  bool write_at(const char* p, std::uint64_t n, std::uint64_t off);
+  bool spill_to_memory(int err);
+  void queue_mark(std::uint64_t c);
+
+  // Requests and their answers.
+  // A new request; sent at once unless it must claim chunks first (kRange, kResume).
+  Segment* launch(Ask ask, std::uint64_t first, std::uint64_t end, bool conditional = false);
+  Segment* launch_chunk(std::uint64_t c);
+  void send(Segment* seg);
+  bool claim(Segment* seg, std::uint64_t first_chunk, std::uint64_t end_chunk);
+  void drop(Segment* seg);
+  void drop_all();
+  bool on_head(Segment* seg, const s3::ResponseHead& h);
+  bool on_data(Segment* seg, std::span<const char> data);
+  void on_done(Segment* seg, conf::Result<void, s3::Error> r);
+  void retry(Segment* seg, const s3::Error& e);
+  void learn(Ask ask, Verdict v);
+  void drain_wants();
+  void arm_flush();
+  std::uint64_t chunk_len(std::uint64_t c) const;
+  bool any_missing() const;
+
+  void fail(s3::Error e);
+  void fail_disk(std::string message);  // the cache disk, not the upstream, failed
+  void fail_with(s3::Error e, bool disk);
+  void end(Fill::Phase phase, bool not_modified, std::optional<s3::Error> error,
+           bool leave_after_disk);
+
+  FillTable& table_;
+  FillPtr fill_;
+  conf::Route route_;
+  std::string upstream_;
+  std::string bucket_;
+  std::string key_;
+  std::string object_;  // "bucket/key" for log lines: the key is the client's, so escaped
+  Origin& origin_;
+  FillSeed seed_;
+  std::uint64_t first_byte_;
+  Step step_ = Step::kStart;
+  bool ended_ = false;
+  bool spilled_ = false;         // the body moved to memory after a disk error
+  bool failed_on_disk_ = false;  // the fill failed because of the cache disk
+
+  std::shared_ptr<ObjectHead> head_;
+  BodyFilePtr write_fd_;
+  std::uint64_t generation_ = 0;
+  std::uint64_t cs_;  // chunk size
+  std::uint64_t chunks_ = 0;
+  std::vector<std::uint8_t> state_;
+  std::vector<std::uint32_t> filled_;
+  std::vector<Segment*> owner_;
+  std::deque<std::uint64_t> urgent_;
+  std::set<std::uint64_t> wanted_;
+  std::uint64_t prefetch_cursor_ = 0;
+  std::list<std::unique_ptr<Segment>> segments_;
+  s3::HeaderList not_modified_headers_;
+
+  // Coalesced wake-ups (Fill::wait): clients left waiting with bytes to read are woken by a
+  // one-shot timer at most kWakeDelayMs later.
+  event* flush_timer_ = nullptr;
+  std::unique_ptr<std::weak_ptr<Fetch>> flush_ctx_;
+};
+
+}  // namespace proxy

@@ -1,0 +1,294 @@
+// The body side of a fetch: the head learnt from the first answer, the body file it fills (a
+// cache generation, a spool, or memory after a disk error), and the writes into it. The steps
+// that decide when these run are in proxy/fetch.cc.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/decide.h"
+#include "proxy/fetch.h"
+#include "s3/printable.h"
+
+namespace proxy {
+
+namespace {
+
+int open_spool(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    return fd;
+  }
+  std::string templ = dir + "/spool.XXXXXX";
+  fd = ::mkostemp(templ.data(), O_CLOEXEC);
+  if (fd >= 0) {
+    ::unlink(templ.c_str());
+  }
+  return fd;
+}
+
+// A second open file description, read-only, of a file known only by its fd (spools).
+int reopen_read_only(int fd) {
+  return ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+const char* write_error_reason(int err) {
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return "enospc";
+    case EIO:
+      return "eio";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- heads and body files
+
+// A fresh entry with missing chunks: continue filling the same generation.
+bool Fetch::adopt_partial(const cache::Meta& m) {
+  auto wfd = table_.store_.open_body(fill_->cache_key(), m.generation, /*for_write=*/true);
+  auto rfd = table_.store_.open_body(fill_->cache_key(), m.generation);
+  if (!wfd || !rfd) {
+    if (wfd) {
+      ::close(*wfd);
+    }
+    if (rfd) {
+      ::close(*rfd);
+    }
+    fail(local_error("the partial cache entry vanished"));
+    return false;
+  }
+  auto obj = std::make_shared<ObjectHead>();
+  obj->size = m.size;
+  obj->etag = m.etag;
+  obj->last_modified = m.last_modified;
+  obj->content_type = m.content_type;
+  obj->replay = m.headers;
+  obj->freshness.storable = true;
+  obj->freshness.stored_at = m.stored_at;
+  obj->freshness.expires_at = m.expires_at;
+  obj->stored = true;
+  obj->generation = m.generation;
+  generation_ = m.generation;
+  cs_ = m.chunk_size;
+  write_fd_ = std::make_shared<BodyFile>(*wfd);
+  install_head(obj, std::make_shared<BodyFile>(*rfd), &m);
+  return true;
+}
+
+// Builds the head from an answer (200 whole, 206 probe or HEAD) and opens the body file: a new
+// cache generation when storable and there is room, else a spool. False after failing the fill.
+bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
+  auto obj = std::make_shared<ObjectHead>();
+  obj->size = size;
+  obj->etag = h.header("etag");
+  obj->last_modified = h.header("last-modified");
+  obj->content_type = h.header("content-type");
+  if (obj->content_type.empty()) {
+    obj->content_type = "application/octet-stream";
+  }
+  const std::int64_t now = table_.clock_();
+  obj->freshness = decide(h.headers, route_, now);
+  obj->replay = replayable_headers(h.headers);
+  if (std::string enc = h.header("content-encoding"); !enc.empty() && !iequals(enc, "identity")) {
+    if (is_tarball_key(key_)) {
+      // A gzip tarball uploaded with Content-Encoding: gzip: clients would gunzip it and the
+      // eustore checksum would fail. The bytes are the tarball; the coding is a mistake.
+      spdlog::warn("dropping 'Content-Encoding: {}' of tarball {}: the bytes are served as is",
+                   s3::printable(enc), object_);
+    } else {
+      obj->replay.emplace_back("Content-Encoding", enc);
+    }
+  }
+  int wfd = -1;
+  if (obj->freshness.storable) {
+    cache::Meta meta;
+    meta.size = size;
+    meta.etag = obj->etag;
+    meta.last_modified = obj->last_modified;
+    meta.content_type = obj->content_type;
+    meta.stored_at = obj->freshness.stored_at;
+    meta.expires_at = obj->freshness.expires_at;
+    meta.accessed_at = now;
+    meta.flags = obj->freshness.revalidate_each_use ? cache::Meta::kFlagNoCache : 0;
+    meta.headers = obj->replay;
+    auto created = table_.store_.create(fill_->cache_key(), std::move(meta));
+    if (created) {
+      wfd = created->fd;
+      generation_ = created->meta.generation;
+      cs_ = created->meta.chunk_size;
+      obj->stored = true;
+      obj->generation = generation_;
+    } else {
+      spdlog::warn("not caching {} ({} bytes): {}", object_, size, created.error().message);
+    }
+  }
+  int rfd = -1;
+  if (wfd >= 0) {
+    auto body = table_.store_.open_body(fill_->cache_key(), generation_);
+    rfd = body ? *body : -1;
+    write_fd_ = std::make_shared<BodyFile>(wfd);
+  } else {
+    wfd = open_spool(table_.spool_dir_);
+    if (wfd < 0) {
+      fail(local_error(std::string("cannot create a spool file: ") + std::strerror(errno)));
+      return false;
+    }
+    write_fd_ = std::make_shared<BodyFile>(wfd);
+    rfd = reopen_read_only(wfd);
+  }
+  if (rfd < 0) {
+    fail(local_error("cannot open the body file for reading"));
+    return false;
+  }
+  install_head(obj, std::make_shared<BodyFile>(rfd), nullptr);
+  return true;
+}
+
+// Publishes the head and sizes the chunk tables; `meta` seeds them from a stored bitmap.
+void Fetch::install_head(std::shared_ptr<ObjectHead> obj, BodyFilePtr body,
+                         const cache::Meta* meta) {
+  head_ = std::move(obj);
+  chunks_ = (head_->size + cs_ - 1) / cs_;
+  state_.assign(chunks_, kMissing);
+  filled_.assign(chunks_, 0);
+  owner_.assign(chunks_, nullptr);
+  if (meta != nullptr) {
+    for (std::uint64_t c = 0; c < chunks_; ++c) {
+      if (meta->has_chunk(c)) {
+        state_[c] = kDone;
+        filled_[c] = static_cast<std::uint32_t>(chunk_len(c));
+      }
+    }
+  }
+  std::weak_ptr<Fetch> weak = weak_from_this();
+  EventLoop* fetch = &table_.fetch_;
+  {
+    std::lock_guard lock(fill_->mu_);
+    fill_->poke_ = [weak, fetch] {
+      fetch->post([weak] {
+        if (auto self = weak.lock()) {
+          self->drive();
+        }
+      });
+    };
+  }
+  if (first_byte_ != kUnknownByte && first_byte_ < head_->size) {
+    urgent_.push_back(first_byte_ / cs_);
+  }
+  if (!head_->stored) {
+    // Not storable: whoever asks from now on gets a fetch of their own (no sharing of a
+    // private or no-store answer beyond the requests that were already waiting for it).
+    table_.finished(fill_->cache_key(), fill_.get());
+  }
+  fill_->set_head(head_, std::move(body), cs_, filled_);
+}
+
+bool Fetch::write_at(const char* const data, const std::uint64_t len, const std::uint64_t at) {
+  const char* p = data;
+  std::uint64_t n = len;
+  std::uint64_t off = at;
+  while (n > 0) {
+    ssize_t w = ::pwrite(write_fd_->fd(), p, n, static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0) {
+      if (!spill_to_memory(w == 0 ? ENOSPC : errno)) {
+        return false;
+      }
+      // The spill copied what the chunk tables count as written, which does not include a
+      // partial write of this call: write all of it again, into memory.
+      p = data;
+      n = len;
+      off = at;
+      continue;
+    }
+    p += w;
+    n -= static_cast<std::uint64_t>(w);
+    off += static_cast<std::uint64_t>(w);
+  }
+  return true;
+}
+
+// The disk refused bytes (issue 9, defect 5). Not the upstream's fault, and no reason to fail a
+// client: the bytes already written move into an anonymous memory file, the cache entry (if
+// any) is dropped whole, and the fill goes on from memory; readers switch to the new body at
+// their next read (Fill::body). Caching resumes with the next fill once space returns. Objects
+// larger than fill.memory_spill fail instead: memory is bounded too.
+bool Fetch::spill_to_memory(int err) {
+  const char* reason = write_error_reason(err);
+  table_.metrics_.cache_write_error(reason);
+  if (spilled_) {
+    fail_disk("writing the fill's memory spill failed: " + std::string(std::strerror(err)));
+    return false;
+  }
+  spilled_ = true;
+  if (head_->size > table_.memory_spill_) {
+    spdlog::error("disk full or failing ({}) while filling {}: {} bytes exceed fill.memory_spill; "
+                  "failing the fill",
+                  std::strerror(err), object_, head_->size);
+    fail_disk(std::string("cache disk error: ") + std::strerror(err));
+    return false;
+  }
+  spdlog::error("disk full or failing ({}) while filling {}: streaming it uncached from memory",
+                std::strerror(err), object_);
+  const int mfd = ::memfd_create("tusk-spill", MFD_CLOEXEC);
+  const int rfd = mfd < 0 ? -1 : reopen_read_only(mfd);
+  if (rfd < 0) {
+    if (mfd >= 0) {
+      ::close(mfd);
+    }
+    fail_disk(std::string("cannot create a memory spill: ") + std::strerror(errno));
+    return false;
+  }
+  auto memory = std::make_shared<BodyFile>(mfd);
+  // What is already on disk was written whole: copy it (bounded by memory_spill).
+  const BodyFilePtr old_body = fill_->body();
+  std::vector<char> buf(1u << 20);
+  for (std::uint64_t c = 0; c < chunks_; ++c) {
+    for (std::uint64_t done = 0; done < filled_[c];) {
+      const std::uint64_t off = c * cs_ + done;
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), filled_[c] - done));
+      const ssize_t r = ::pread(old_body->fd(), buf.data(), want, static_cast<off_t>(off));
+      if (r <= 0 || ::pwrite(mfd, buf.data(), static_cast<std::size_t>(r), static_cast<off_t>(off)) != r) {
+        if (r < 0 && errno == EINTR) {
+          continue;
+        }
+        ::close(rfd);
+        fail_disk("cannot move the filled bytes into memory");
+        return false;
+      }
+      done += static_cast<std::uint64_t>(r);
+    }
+  }
+  if (head_->stored) {
+    (void)table_.store_.remove(fill_->cache_key());  // nothing partial stays indexed
+  }
+  auto obj = std::make_shared<ObjectHead>(*head_);
+  obj->stored = false;
+  obj->generation = 0;
+  head_ = obj;
+  write_fd_ = memory;
+  fill_->respool(head_, std::make_shared<BodyFile>(rfd));
+  return true;
+}
+
+// fdatasync, then the chunk's bit in the index: bytes are durable before the index says so.
+// The disk thread batches both (one fdatasync per file, one commit per batch).
+void Fetch::queue_mark(std::uint64_t c) {
+  if (head_->stored) {
+    table_.disk_.mark(DiskQueue::Mark{write_fd_, fill_->cache_key(), generation_, c});
+  }
+}
+
+}  // namespace proxy

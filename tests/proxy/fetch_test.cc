@@ -1,0 +1,292 @@
+// The fetch state machine without sockets: a scripted Origin records the requests a fill sends
+// and the test answers them; scenarios are tables of (request expected, answer given), and the
+// end state is read from the Fill and the index.
+#include "proxy/fetch.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cache/store.h"
+#include "conf/clock.h"
+#include "proxy/fill.h"
+#include "proxy/loop.h"
+#include "proxy/metrics.h"
+
+namespace proxy {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Requests as the fetch sent them; answers delivered on the fetch loop.
+class ScriptedOrigin : public Origin {
+ public:
+  struct Sent {
+    s3::Request req;
+    s3::Callbacks cb;
+    std::shared_ptr<bool> cancelled;
+  };
+  class ScriptedCall : public Call {
+   public:
+    explicit ScriptedCall(std::shared_ptr<bool> c) : cancelled_(std::move(c)) {}
+    ~ScriptedCall() override { *cancelled_ = true; }
+    void cancel() override { *cancelled_ = true; }
+
+   private:
+    std::shared_ptr<bool> cancelled_;
+  };
+  std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) override {
+    auto cancelled = std::make_shared<bool>(false);
+    {
+      std::lock_guard lock(mu_);
+      sent_.push_back(Sent{std::move(req), std::move(cb), cancelled});
+    }
+    cv_.notify_all();
+    return std::make_unique<ScriptedCall>(cancelled);
+  }
+  int retries() const override { return 3; }
+
+  // Waits for the n-th request (0-based) the fetch sent.
+  Sent* request(std::size_t n) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::seconds(5), [&] { return sent_.size() > n; })) {
+      return nullptr;
+    }
+    return &sent_[n];
+  }
+  std::size_t count() {
+    std::lock_guard lock(mu_);
+    return sent_.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Sent> sent_;
+};
+
+std::string range_of(const s3::Request& r) {
+  if (!r.range) {
+    return r.method == s3::Method::kHead ? "HEAD" : "GET";
+  }
+  return std::to_string(r.range->first) + "-" + std::to_string(r.range->last);
+}
+
+class FetchTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "tusk-fetch-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    cache::Options o;
+    o.dir = dir_ + "/cache";
+    o.max_size = 1 << 20;
+    o.chunk_size = 4;
+    o.now = clock_.clock();
+    store_ = std::move(cache::Store::open(std::move(o))).value();
+    table_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
+                                         std::map<std::string, Origin*>{{"up", &origin_}},
+                                         FillTable::Options{dir_, 4}, clock_.clock());
+    route_.ttl = std::chrono::seconds(3600);
+    target_ = Target{&route_, "up", "b", "k"};
+    fetch_.start();
+  }
+  void TearDown() override {
+    fetch_.stop();
+    fetch_.run_pending();
+    table_.reset();
+    store_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // Runs `fn` on the fetch loop and waits for it.
+  void on_loop(std::function<void()> fn) {
+    std::promise<void> done;
+    fetch_.post([&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  // Answers request `n` with a head, a body and success.
+  void answer(std::size_t n, int status, s3::HeaderList headers, std::string body) {
+    ScriptedOrigin::Sent* s = origin_.request(n);
+    ASSERT_NE(s, nullptr) << "request " << n << " was never sent";
+    on_loop([&] {
+      if (*s->cancelled) {
+        return;
+      }
+      s3::ResponseHead h;
+      h.status = status;
+      h.headers = std::move(headers);
+      if (!s->cb.on_head(h) || *s->cancelled) {
+        return;
+      }
+      if (!body.empty() && (!s->cb.on_data(std::span<const char>(body.data(), body.size())) ||
+                            *s->cancelled)) {
+        return;
+      }
+      s->cb.on_done({});
+    });
+  }
+  void fail(std::size_t n, s3::Errc code) {
+    ScriptedOrigin::Sent* s = origin_.request(n);
+    ASSERT_NE(s, nullptr);
+    on_loop([&] {
+      s->cb.on_done(conf::unexpected(s3::Error{code, 0, "", "scripted failure"}));
+    });
+  }
+  void wait_end(const FillPtr& f) {
+    std::promise<void> retired;
+    if (f->wait_retired([&] { retired.set_value(); })) {
+      ASSERT_EQ(retired.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    }
+  }
+
+  static constexpr const char* kKey = "ep/b/k";
+  static constexpr const char* kBody = "0123456789";  // 10 bytes: chunks of 4, 4, 2
+  conf::ManualClock clock_{1'800'000'000};
+  std::string dir_;
+  EventLoop fetch_{"fetch-test"};
+  Metrics metrics_;
+  ScriptedOrigin origin_;
+  std::unique_ptr<cache::Store> store_;
+  std::unique_ptr<FillTable> table_;
+  conf::Route route_;
+  Target target_;
+};
+
+s3::HeaderList ranged(const std::string& cr, std::size_t length) {
+  return {{"Content-Range", cr}, {"Content-Length", std::to_string(length)}, {"ETag", "\"e\""}};
+}
+
+TEST_F(FetchTest, ColdMissProbesTheFirstChunkThenFetchesTheRestInRanges) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  ASSERT_NE(f, nullptr);
+  ASSERT_NE(origin_.request(0), nullptr);
+  EXPECT_EQ(range_of(origin_.request(0)->req), "0-3");  // the probe: the client's first chunk
+  answer(0, 206, ranged("bytes 0-3/10", 4), "0123");
+  // The probe gave the size: the other two chunks, each pinned to the probe's ETag.
+  ASSERT_NE(origin_.request(2), nullptr);
+  EXPECT_EQ(range_of(origin_.request(1)->req), "4-7");
+  EXPECT_EQ(range_of(origin_.request(2)->req), "8-9");
+  EXPECT_EQ(origin_.request(1)->req.if_match, "\"e\"");
+  answer(1, 206, ranged("bytes 4-7/10", 4), "4567");
+  answer(2, 206, ranged("bytes 8-9/10", 2), "89");
+  wait_end(f);
+  table_->drain_disk();
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kDone);
+  auto meta = store_->lookup(kKey);
+  ASSERT_TRUE(meta);
+  EXPECT_TRUE(meta->complete());
+  EXPECT_EQ(origin_.count(), 3u);
+  EXPECT_EQ(table_->range_mode("up"), RangeMode::kRanges);
+}
+
+TEST_F(FetchTest, RangeOnAColdObjectFetchesItsChunkFirst) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 9, &joined);
+  ASSERT_NE(origin_.request(0), nullptr);
+  EXPECT_EQ(range_of(origin_.request(0)->req), "8-11");
+  answer(0, 206, ranged("bytes 8-9/10", 2), "89");
+  EXPECT_EQ(f->available_from(8), 2u);
+  ASSERT_NE(origin_.request(2), nullptr);  // prefetch: the rest follows
+  answer(1, 206, ranged("bytes 0-3/10", 4), "0123");
+  answer(2, 206, ranged("bytes 4-7/10", 4), "4567");
+  wait_end(f);
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kDone);
+}
+
+TEST_F(FetchTest, WalrusAnswerMakesTheFetchAskTheSizeWithAHead) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  answer(0, 200, {{"Content-Range", "0-3/4"}, {"Content-Length", "4"}}, "0123");
+  ASSERT_NE(origin_.request(1), nullptr);
+  EXPECT_EQ(range_of(origin_.request(1)->req), "HEAD");
+  answer(1, 200, {{"Content-Length", "10"}, {"ETag", "\"e\""}}, "");
+  ASSERT_NE(origin_.request(4), nullptr);
+  for (std::size_t i = 2; i <= 4; ++i) {
+    const s3::Request& r = origin_.request(i)->req;
+    const std::uint64_t first = r.range->first;
+    const std::uint64_t last = r.range->last;
+    std::string bytes = std::string(kBody).substr(first, last - first + 1);
+    answer(i, 200,
+           {{"Content-Range", std::to_string(first) + "-" + std::to_string(last) + "/4"},
+            {"Content-Length", std::to_string(bytes.size())}},
+           bytes);
+  }
+  wait_end(f);
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kDone);
+  EXPECT_EQ(table_->range_mode("up"), RangeMode::kWalrus);
+}
+
+TEST_F(FetchTest, UpstreamThatIgnoresRangeIsFilledFromTheProbesWholeAnswer) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  answer(0, 200, {{"Content-Length", "10"}, {"ETag", "\"e\""}}, kBody);
+  wait_end(f);
+  table_->drain_disk();
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kDone);
+  EXPECT_EQ(origin_.count(), 1u);  // no second request: the answer was the whole object
+  EXPECT_TRUE(store_->lookup(kKey)->complete());
+  EXPECT_EQ(table_->range_mode("up"), RangeMode::kNoRanges);
+}
+
+TEST_F(FetchTest, StaleEntryIsRevalidatedAndRefreshedOn304) {
+  cache::Meta m;
+  m.size = 10;
+  m.etag = "\"e\"";
+  m.expires_at = clock_.now() - 1;
+  auto c = store_->create(kKey, m);
+  ASSERT_TRUE(c.has_value());
+  ::close(c->fd);
+  ASSERT_TRUE(store_->mark_chunks(kKey, c->meta.generation, 0, 3).has_value());
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  ASSERT_NE(origin_.request(0), nullptr);
+  EXPECT_EQ(origin_.request(0)->req.if_none_match, "\"e\"");
+  EXPECT_FALSE(origin_.request(0)->req.range.has_value());
+  answer(0, 304, {{"Cache-Control", "max-age=100"}}, "");
+  wait_end(f);
+  Fill::Snapshot snap = f->snapshot();
+  EXPECT_EQ(snap.phase, Fill::Phase::kDone);
+  EXPECT_TRUE(snap.not_modified);
+  EXPECT_EQ(store_->lookup(kKey)->expires_at, clock_.now() + 100);
+}
+
+TEST_F(FetchTest, TimeoutIsRetriedWithTheSameRequest) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  fail(0, s3::Errc::kTimeout);
+  ASSERT_NE(origin_.request(1), nullptr);  // after 100 ms of backoff
+  EXPECT_EQ(range_of(origin_.request(1)->req), "0-3");
+  fail(1, s3::Errc::kNotFound);  // final: the fill fails
+  wait_end(f);
+  Fill::Snapshot snap = f->snapshot();
+  EXPECT_EQ(snap.phase, Fill::Phase::kFailed);
+  EXPECT_EQ(snap.error->code, s3::Errc::kNotFound);
+  EXPECT_FALSE(snap.disk_error);
+}
+
+TEST_F(FetchTest, AnswerWithAnotherRangeFailsTheFillAndLeavesNothing) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  answer(0, 206, ranged("bytes 0-3/10", 4), "0123");
+  ASSERT_NE(origin_.request(1), nullptr);
+  answer(1, 206, ranged("bytes 0-3/10", 4), "0123");  // asked 4-7
+  wait_end(f);
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kFailed);
+  table_->drain_disk();
+  EXPECT_FALSE(store_->lookup(kKey).has_value());  // the generation is dropped whole
+}
+
+}  // namespace
+}  // namespace proxy
