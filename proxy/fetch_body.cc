@@ -76,6 +76,7 @@ bool Fetch::adopt_partial(const cache::Meta& m) {
   obj->freshness.storable = true;
   obj->freshness.stored_at = m.stored_at;
   obj->freshness.expires_at = m.expires_at;
+  obj->freshness.revalidate_each_use = (m.flags & cache::Meta::kFlagNoCache) != 0;
   obj->stored = true;
   obj->generation = m.generation;
   generation_ = m.generation;

@@ -10,9 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +24,20 @@
 #include "s3/sign.h"
 
 namespace proxy {
+
+// The Exchange of a connection: its calls write to the connection.
+class ConnExchange final : public Exchange {
+ public:
+  explicit ConnExchange(Connection& c) : conn_(c) {}
+  void reply(int status, std::string_view reason, evbuffer* body) override;
+  void start(int status, std::string_view reason) override;
+  void send(evbuffer* chunk, void (*drained)(void*), void* arg) override;
+  void end() override;
+  void abort() override;
+
+ private:
+  Connection& conn_;
+};
 
 class Connection {
  public:
@@ -62,13 +74,12 @@ class Connection {
   void start_linger();
   void arm(std::chrono::milliseconds after);
 
-  friend class Exchange;
   ConnectionSet& set_;
   bufferevent* bev_ = nullptr;
   event* timer_ = nullptr;
   event* resume_ = nullptr;
   State state_ = State::kFresh;
-  Exchange ex_;
+  ConnExchange ex_;
   bool close_after_ = false;   // the current response ends the connection
   bool linger_after_ = false;  // ... after reading and dropping what the client still sends
   std::size_t scanned_ = 0;    // bytes of the head being read already searched for a line feed
@@ -122,7 +133,7 @@ void Exchange::reset() {
   drained_arg_ = nullptr;
 }
 
-void Exchange::reply(int status, std::string_view reason, evbuffer* body) {
+void ConnExchange::reply(int status, std::string_view reason, evbuffer* body) {
   const std::uint64_t n = body ? evbuffer_get_length(body) : 0;
   conn_.write_head(status, reason, true, n);
   if (body != nullptr && n > 0) {
@@ -135,19 +146,19 @@ void Exchange::reply(int status, std::string_view reason, evbuffer* body) {
   conn_.finish_response();
 }
 
-void Exchange::start(int status, std::string_view reason) {
+void ConnExchange::start(int status, std::string_view reason) {
   conn_.write_head(status, reason, false, 0);
 }
 
-void Exchange::send(evbuffer* chunk, void (*drained)(void*), void* arg) {
+void ConnExchange::send(evbuffer* chunk, void (*drained)(void*), void* arg) {
   drained_ = drained;
   drained_arg_ = arg;
   conn_.queue(chunk);
 }
 
-void Exchange::end() { conn_.finish_response(); }
+void ConnExchange::end() { conn_.finish_response(); }
 
-void Exchange::abort() { conn_.close_now(/*notify=*/false); }
+void ConnExchange::abort() { conn_.close_now(/*notify=*/false); }
 
 // ---------------------------------------------------------------- Connection
 
@@ -619,93 +630,6 @@ void ConnectionSet::drain() {
   while (!idle_.empty()) {
     idle_.front()->close_now(/*notify=*/false);
   }
-}
-
-// ---------------------------------------------------------------- Acceptor
-
-Acceptor::Acceptor(event_base* base, int fd, ConnectionSet& set, std::string name)
-    : set_(set), name_(std::move(name)) {
-  listener_ = evconnlistener_new(base, &Acceptor::on_accept, this,
-                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-  if (listener_ == nullptr) {
-    ::close(fd);
-    return;
-  }
-  evconnlistener_set_error_cb(listener_, &Acceptor::on_error);
-  resume_ = evtimer_new(base, &Acceptor::on_resume, this);
-}
-
-Acceptor::~Acceptor() {
-  if (resume_ != nullptr) {
-    event_free(resume_);
-  }
-  if (listener_ != nullptr) {
-    evconnlistener_free(listener_);
-  }
-}
-
-void Acceptor::on_accept(evconnlistener*, int fd, sockaddr*, int, void* self) {
-  static_cast<Acceptor*>(self)->set_.adopt(fd);
-}
-
-void Acceptor::on_error(evconnlistener* l, void* self) {
-  auto* a = static_cast<Acceptor*>(self);
-  const int err = errno;
-  ++a->failed_;
-  if (a->set_.metrics_ != nullptr) {
-    a->set_.metrics_->accept_error();
-  }
-  auto now = std::chrono::steady_clock::now();
-  if (now - a->logged_at_ >= std::chrono::seconds(10)) {
-    spdlog::error("accept on {} failed {} time(s) ({}); pausing accepts for 100 ms at a time",
-                  a->name_, a->failed_, std::strerror(err));
-    a->failed_ = 0;
-    a->logged_at_ = now;
-  }
-  // Out of descriptors or memory: the pending connection stays in the backlog. Accepting
-  // again at once would fail at once (the busy loop this replaces); retry shortly.
-  evconnlistener_disable(l);
-  timeval tv{0, 100 * 1000};
-  evtimer_add(a->resume_, &tv);
-}
-
-void Acceptor::on_resume(int, short, void* self) {
-  evconnlistener_enable(static_cast<Acceptor*>(self)->listener_);
-}
-
-// ---------------------------------------------------------------- descriptors
-
-conf::Result<std::uint64_t, std::string> raise_fd_limit(int max_connections) {
-  // Each connection is one socket and, while it reads a cache file nobody else reads, one more
-  // descriptor; 1024 more for listeners, upstream transfers, spool files, LMDB and logs. The
-  // socket and the margin are required; the second descriptor is asked for when the hard limit
-  // allows (files of hot objects are shared, and running out only pauses accepting).
-  const rlim_t need = static_cast<rlim_t>(max_connections) + 1024;
-  const rlim_t want = static_cast<rlim_t>(max_connections) * 2 + 1024;
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    return conf::unexpected(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
-  }
-  if (rl.rlim_cur >= want) {
-    return static_cast<std::uint64_t>(rl.rlim_cur);
-  }
-  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-    return conf::unexpected("server.max_connections " + std::to_string(max_connections) +
-                            " needs at least " + std::to_string(need) +
-                            " file descriptors but the hard limit is " +
-                            std::to_string(rl.rlim_max) +
-                            "; raise it (LimitNOFILE= in the unit, ulimit -Hn) or lower "
-                            "server.max_connections");
-  }
-  const rlim_t target = rl.rlim_max == RLIM_INFINITY ? want : std::min(want, rl.rlim_max);
-  if (target <= rl.rlim_cur) {
-    return static_cast<std::uint64_t>(rl.rlim_cur);
-  }
-  rl.rlim_cur = target;
-  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-    return conf::unexpected(std::string("setrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
-  }
-  return static_cast<std::uint64_t>(target);
 }
 
 }  // namespace proxy

@@ -70,26 +70,29 @@ class ResponseHeaders {
 // (and its small body) has arrived; valid until the response ended (reply() or end()), abort(),
 // or the close handler ran — after that the handler must not touch it.
 // Exactly one of reply() / start()+end() / abort() per exchange.
+// An interface: the connection's implementation is in http_conn.cc; unit tests drive a Request
+// through one of their own (tests/proxy/request_test.cc), without sockets.
 class Exchange {
  public:
+  virtual ~Exchange() = default;
   const RequestHead& head() const { return head_; }
   const std::string& body() const { return body_; }  // at most ConnLimits::max_body bytes
   ResponseHeaders& out() { return out_; }
 
   // The whole response. Adds Content-Length from `body` (null: empty) unless the caller set
   // one (HEAD) or the status has no body (1xx, 204, 304). Takes the bytes out of `body`.
-  void reply(int status, std::string_view reason, evbuffer* body);
+  virtual void reply(int status, std::string_view reason, evbuffer* body) = 0;
   // The head of a streamed response; the caller has set Content-Length.
-  void start(int status, std::string_view reason);
+  virtual void start(int status, std::string_view reason) = 0;
   // Queues `chunk` (its bytes are moved; file segments stay sendfile) and calls
   // `drained(arg)` once everything queued so far has left for the socket. Never calls it from
   // inside send().
-  void send(evbuffer* chunk, void (*drained)(void*), void* arg);
+  virtual void send(evbuffer* chunk, void (*drained)(void*), void* arg) = 0;
   // Ends a streamed response.
-  void end();
+  virtual void end() = 0;
   // Closes the connection now (a streamed body cannot be completed): the client sees fewer
   // bytes than Content-Length. The close handler does not run.
-  void abort();
+  virtual void abort() = 0;
   // `fn(arg)` runs if the connection closes before the response ended (client gone, send
   // timeout, shutdown). Pass nullptr to unhook.
   void set_close_handler(void (*fn)(void*), void* arg) {
@@ -97,12 +100,11 @@ class Exchange {
     on_close_arg_ = arg;
   }
 
- private:
+ protected:
   friend class Connection;
-  explicit Exchange(Connection& c) : conn_(c) {}
+  Exchange() = default;
   void reset();
 
-  Connection& conn_;
   RequestHead head_;
   std::string body_;
   ResponseHeaders out_;

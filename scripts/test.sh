@@ -2,9 +2,10 @@
 # The one command that builds tusk and passes every test on a fresh Debian 12 machine:
 # installs packages, builds, runs the unit and integration suites (integration tests start their
 # own radosgw), then builds again with ASan+UBSan and runs the whole suite under it.
-# Then a ThreadSanitizer build of the concurrent parts (the async S3 client, the store, and tuskd
-# under the many-clients fill tests), and the fuzz targets built with clang as libFuzzer targets
-# (ASan+UBSan) in build-fuzz/, each fuzzing for TUSK_FUZZ_SECONDS (10). TUSK_SKIP_ASAN=1 /
+# Then a ThreadSanitizer build of the concurrent parts (the async S3 client, the store, the fill
+# and request state machines across their threads, and tuskd under the many-clients fill
+# tests), and the fuzz targets built with clang as libFuzzer targets (ASan+UBSan) in
+# build-fuzz/, each fuzzing for TUSK_FUZZ_SECONDS (10). TUSK_SKIP_ASAN=1 /
 # TUSK_SKIP_TSAN=1 / TUSK_SKIP_FUZZ=1 skip those passes (for quick local runs only; CI runs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +32,11 @@ fi
 if [ "${TUSK_SKIP_TSAN:-0}" != 1 ]; then
   echo "== TSan build: concurrent parts"
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUSK_SANITIZE=tsan >/dev/null
-  cmake --build build-tsan -j "$jobs" --target tuskd s3_client_test cache_store_test
+  cmake --build build-tsan -j "$jobs" --target tuskd s3_client_test cache_store_test \
+    proxy_fetch_test proxy_fill_table_test proxy_request_test
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-  (cd build-tsan && ctest --output-on-failure -R '^(s3_client_test|cache_store_test)$')
+  (cd build-tsan && ctest --output-on-failure \
+    -R '^(s3_client_test|cache_store_test|proxy_fetch_test|proxy_fill_table_test|proxy_request_test)$')
   # The slow-reader memory test measures RSS, which TSan's shadow memory makes meaningless;
   # it runs in the two passes above.
   TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_SANITIZER=tsan PYTHONDONTWRITEBYTECODE=1 \

@@ -18,58 +18,12 @@
 #include "proxy/fill.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
+#include "tests/proxy/scripted_origin.h"
 
 namespace proxy {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Requests as the fetch sent them; answers delivered on the fetch loop.
-class ScriptedOrigin : public Origin {
- public:
-  struct Sent {
-    s3::Request req;
-    s3::Callbacks cb;
-    std::shared_ptr<bool> cancelled;
-  };
-  class ScriptedCall : public Call {
-   public:
-    explicit ScriptedCall(std::shared_ptr<bool> c) : cancelled_(std::move(c)) {}
-    ~ScriptedCall() override { *cancelled_ = true; }
-    void cancel() override { *cancelled_ = true; }
-
-   private:
-    std::shared_ptr<bool> cancelled_;
-  };
-  std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) override {
-    auto cancelled = std::make_shared<bool>(false);
-    {
-      std::lock_guard lock(mu_);
-      sent_.push_back(Sent{std::move(req), std::move(cb), cancelled});
-    }
-    cv_.notify_all();
-    return std::make_unique<ScriptedCall>(cancelled);
-  }
-  int retries() const override { return 3; }
-
-  // Waits for the n-th request (0-based) the fetch sent.
-  Sent* request(std::size_t n) {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::seconds(5), [&] { return sent_.size() > n; })) {
-      return nullptr;
-    }
-    return &sent_[n];
-  }
-  std::size_t count() {
-    std::lock_guard lock(mu_);
-    return sent_.size();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Sent> sent_;
-};
 
 std::string range_of(const s3::Request& r) {
   if (!r.range) {
