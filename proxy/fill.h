@@ -226,12 +226,14 @@ class FillTable {
   int parallel_;
   std::uint64_t memory_spill_;
   conf::Clock clock_;
-  DiskQueue disk_;
   mutable std::mutex mu_;
   std::map<std::string, FillPtr> fills_;
   RangeModes modes_;  // under mu_
   // Fetches keep themselves alive here until they end; touched only on the fetch thread.
   std::set<std::shared_ptr<Fetch>> fetches_;
+  // Last: destroyed first, its thread runs what is still queued (fills leaving the table)
+  // while the table's members are all alive.
+  DiskQueue disk_;
 };
 
 // The cache key of an object: which upstream endpoint, bucket and key it comes from.
