@@ -422,7 +422,8 @@ class Tuskd(Contender):
 
     def argv(self, up_port):
         cfg = {
-            "server": {"listen": [f"127.0.0.1:{self.port}"], "workers": 0, "max_connections": 10000},
+            "server": {"listen": [f"127.0.0.1:{self.port}"], "workers": 0, "max_connections": 10000,
+                       "drain_delay": "0s"},
             "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
             "cache": {"dir": str(self.dir / "cache"), "max_size": "200GiB", "chunk_size": "8MiB",
                       "min_free": "2GiB"},

@@ -407,6 +407,10 @@ Done read_server(const Value& v, Server& out) {
               [&](const Value& f) { return set_seconds(f, Zero::kRejected, out.header_timeout); }},
              {"send_timeout",
               [&](const Value& f) { return set_seconds(f, Zero::kRejected, out.send_timeout); }},
+             {"drain_delay",
+              [&](const Value& f) { return set_seconds(f, Zero::kAllowed, out.drain_delay); }},
+             {"drain_timeout",
+              [&](const Value& f) { return set_seconds(f, Zero::kAllowed, out.drain_timeout); }},
              {"max_header_size",
               [&](const Value& f) -> Done {
                 if (auto r = set_size(f, out.max_header_size); !r) {

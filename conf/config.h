@@ -62,6 +62,10 @@ struct Server {
   Seconds header_timeout{10};   // a whole request head (and its small body) must arrive in this
   Seconds send_timeout{60};     // a client that takes no response byte for this long is closed
   std::uint64_t max_header_size = 32 * 1024;  // request line + header fields
+  // SIGTERM: /readyz is 503 at once, new connections are still accepted for drain_delay (so a
+  // balancer notices), then listening stops and requests in flight get up to drain_timeout.
+  Seconds drain_delay{5};
+  Seconds drain_timeout{30};
 };
 
 struct Admin {

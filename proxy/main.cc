@@ -126,20 +126,37 @@ int serve(const conf::Config& config) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  int sig = 0;
   while (true) {
-    int sig = 0;
     sigwait(&set, &sig);
     if (sig == SIGHUP) {
       spdlog::warn("SIGHUP: live reload is not available in this version; restart to apply");
       continue;
     }
-    spdlog::info("signal {}: draining", sig);
     break;
   }
+  // Drain: /readyz turns 503 at once. On SIGTERM (a service manager, a fleet) new connections
+  // are still accepted for drain_delay, so the balancer's health check notices before the
+  // port closes; SIGINT (a terminal) and a second signal skip the delay.
+  server.begin_drain();
+  const auto& drain = config.server;
+  if (sig == SIGTERM && drain.drain_delay.count() > 0) {
+    spdlog::info("SIGTERM: draining; /readyz is 503, still accepting for {}s",
+                 drain.drain_delay.count());
+    const timespec delay{static_cast<time_t>(drain.drain_delay.count()), 0};
+    if (sigtimedwait(&set, nullptr, &delay) > 0) {
+      spdlog::info("second signal: skipping the rest of the drain delay");
+    }
+  } else {
+    spdlog::info("signal {}: draining", sig);
+  }
   server.stop_accepting();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto deadline = std::chrono::steady_clock::now() + drain.drain_timeout;
   while (svc.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (const int left = svc.in_flight.load(); left > 0) {
+    spdlog::warn("drain_timeout: {} requests still in flight are cut off", left);
   }
   server.stop();
   fetch.stop();

@@ -170,6 +170,24 @@ void Metrics::upstream_bytes(const std::string& upstream, std::uint64_t n) {
   upstream_bytes_->Add({{"upstream", upstream}}).Increment(static_cast<double>(n));
 }
 
+UpstreamCounts Metrics::upstream_counts(const std::string& upstream) const {
+  UpstreamCounts c;
+  for (const auto& family : registry_->Collect()) {
+    const bool requests = family.name == "tusk_upstream_requests_total";
+    if (!requests && family.name != "tusk_upstream_errors_total") {
+      continue;
+    }
+    for (const auto& m : family.metric) {
+      for (const auto& label : m.label) {
+        if (label.name == "upstream" && label.value == upstream) {
+          (requests ? c.requests : c.errors) += static_cast<std::uint64_t>(m.counter.value);
+        }
+      }
+    }
+  }
+  return c;
+}
+
 void Metrics::coalesced_waiter() { coalesced_->Increment(); }
 void Metrics::resumed_fill() { resumed_->Increment(); }
 void Metrics::upstream_ttfb(double seconds) { ttfb_->Observe(seconds); }

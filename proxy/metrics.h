@@ -25,6 +25,12 @@ namespace proxy {
 
 enum class Source { kCache, kUpstream };
 
+// Requests sent to one upstream and how many of them failed, since start (for /readyz).
+struct UpstreamCounts {
+  std::uint64_t requests = 0;
+  std::uint64_t errors = 0;
+};
+
 // What happens to client connections (proxy/http_conn.h), each a counter.
 enum class ConnEvent { kAccepted, kRefused, kReaped, kHeaderTimeout, kSendTimeout, kBadRequest };
 
@@ -38,6 +44,7 @@ class Metrics {
   void upstream_request(const std::string& upstream);
   void upstream_error(const std::string& upstream, const std::string& kind);
   void upstream_bytes(const std::string& upstream, std::uint64_t n);
+  UpstreamCounts upstream_counts(const std::string& upstream) const;
   void coalesced_waiter();
   void resumed_fill();
   void upstream_ttfb(double seconds);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <thread>
 
@@ -140,6 +141,21 @@ void Server::stop_accepting() {
   }
 }
 
+// Why this edge should not get traffic now, or "" when it should: draining, or the cache cannot
+// be written (index or object directory), or the index cannot be read.
+std::string Server::not_ready() const {
+  if (draining_.load()) {
+    return "draining";
+  }
+  const std::string& dir = svc_.config.cache.dir;
+  for (const char* sub : {"/index", "/objects"}) {
+    if (::access((dir + sub).c_str(), W_OK) != 0) {
+      return "cache directory " + dir + sub + " is not writable: " + std::strerror(errno);
+    }
+  }
+  return "";
+}
+
 void Server::stop() {
   for (auto& w : workers_) {
     w->loop->stop();
@@ -196,13 +212,21 @@ void Server::on_admin(Exchange& ex, void* arg) {
     evbuffer_add_printf(buf, "ok\n");
   } else if (path == "/readyz") {
     out.add("Content-Type", "text/plain");
-    if (self->draining_.load()) {
+    const std::string why = self->not_ready();
+    if (!why.empty()) {
       code = 503;
       reason = "Service Unavailable";
-      evbuffer_add_printf(buf, "draining\n");
+      evbuffer_add_printf(buf, "not ready: %s\n", why.c_str());
     } else {
-      // Ready once the index is open, which it is for as long as the server runs.
       evbuffer_add_printf(buf, "ready\n");
+    }
+    // Upstream health is reported, never a reason to leave the pool: stale copies and cached
+    // objects still serve while Walrus is down.
+    for (const auto& [name, up] : svc->config.upstreams) {
+      const UpstreamCounts c = svc->metrics.upstream_counts(name);
+      evbuffer_add_printf(buf, "upstream %s: %llu requests, %llu errors\n", name.c_str(),
+                          static_cast<unsigned long long>(c.requests),
+                          static_cast<unsigned long long>(c.errors));
     }
   } else if (path == "/metrics") {
     svc->metrics.set_fills_active(svc->fills.active());

@@ -25,6 +25,9 @@ class Server {
 
   // Binds every listener and starts the loops. Error text names the address that failed.
   conf::Result<void, std::string> start();
+  // Draining begins: /readyz answers 503 from now on (a balancer takes this edge out of its
+  // pool); connections are still accepted until stop_accepting().
+  void begin_drain() { draining_.store(true); }
   // Stops accepting new connections and closes idle ones; in-flight requests go on and their
   // connections close after the answer.
   void stop_accepting();
@@ -45,6 +48,7 @@ class Server {
   static void on_request(Exchange& ex, void* arg);
   static void on_admin(Exchange& ex, void* arg);
   ConnLimits limits() const;
+  std::string not_ready() const;
 
   static constexpr int kAdminConnections = 64;
 
