@@ -19,6 +19,7 @@
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
 #include "tests/proxy/scripted_origin.h"
+#include "tests/proxy/test_store.h"
 
 namespace proxy {
 namespace {
@@ -35,15 +36,9 @@ std::string range_of(const s3::Request& r) {
 class FetchTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "tusk-fetch-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    cache::Options o;
-    o.dir = dir_ + "/cache";
-    o.max_size = 1 << 20;
-    o.chunk_size = 4;
-    o.now = clock_.clock();
-    store_ = std::move(cache::Store::open(std::move(o))).value();
+    dir_ = make_temp_dir("tusk-fetch");
+    store_ = open_test_store(dir_, clock_);
+    ASSERT_NE(store_, nullptr);
     table_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
                                          std::map<std::string, Origin*>{{"up", &origin_}},
                                          FillTable::Options{dir_, 4}, clock_.clock());

@@ -15,6 +15,7 @@
 #include "proxy/fill.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
+#include "tests/proxy/test_store.h"
 
 namespace proxy {
 namespace {
@@ -24,17 +25,9 @@ namespace fs = std::filesystem;
 class FillTableTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "tusk-filltable-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    cache::Options o;
-    o.now = clock_.clock();
-    o.dir = dir_ + "/cache";
-    o.max_size = 1 << 20;
-    o.chunk_size = 4;
-    auto s = cache::Store::open(std::move(o));
-    ASSERT_TRUE(s.has_value()) << s.error().message;
-    store_ = std::move(s).value();
+    dir_ = make_temp_dir("tusk-filltable");
+    store_ = open_test_store(dir_, clock_);
+    ASSERT_NE(store_, nullptr);
     // No clients: a fill that really starts ends at once as failed, without any transfer.
     table_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
                                          std::map<std::string, Origin*>{},
@@ -64,6 +57,14 @@ class FillTableTest : public testing::Test {
       EXPECT_TRUE(store_->mark_chunks(kKey, c->meta.generation, 0, marked).has_value());
     }
     return *store_->lookup(kKey);
+  }
+
+  // An 8-byte object (two chunks) fresh for an hour, as create() takes it.
+  cache::Meta fresh_meta() const {
+    cache::Meta m;
+    m.size = 8;
+    m.expires_at = clock_.now() + 3600;
+    return m;
   }
 
   static constexpr const char* kKey = "ep/b/k";
@@ -121,10 +122,7 @@ TEST_F(FillTableTest, WithoutRecheckACompleteEntryIsFilledAgain) {
 
 // Defect 6: marks queued together cost one fdatasync per body file and one index commit.
 TEST_F(FillTableTest, DiskQueueBatchesMarksIntoOneCommit) {
-  cache::Meta m;
-  m.size = 8;
-  m.expires_at = clock_.now() + 3600;
-  auto c = store_->create(kKey, m);
+  auto c = store_->create(kKey, fresh_meta());
   ASSERT_TRUE(c.has_value());
   auto fd = std::make_shared<BodyFile>(c->fd);
   const std::uint64_t commits = store_->stats().commits;
@@ -139,10 +137,7 @@ TEST_F(FillTableTest, DiskQueueBatchesMarksIntoOneCommit) {
 }
 
 TEST_F(FillTableTest, DiskQueueClosureSeesTheMarksQueuedBeforeIt) {
-  cache::Meta m;
-  m.size = 8;
-  m.expires_at = clock_.now() + 3600;
-  auto c = store_->create(kKey, m);
+  auto c = store_->create(kKey, fresh_meta());
   ASSERT_TRUE(c.has_value());
   auto fd = std::make_shared<BodyFile>(c->fd);
   bool complete_in_closure = false;
@@ -155,9 +150,7 @@ TEST_F(FillTableTest, DiskQueueClosureSeesTheMarksQueuedBeforeIt) {
 }
 
 TEST_F(FillTableTest, DiskQueueMarkOfAReplacedGenerationIsDroppedNotApplied) {
-  cache::Meta m;
-  m.size = 8;
-  m.expires_at = clock_.now() + 3600;
+  const cache::Meta m = fresh_meta();
   auto old_gen = store_->create(kKey, m);
   ASSERT_TRUE(old_gen.has_value());
   auto fd = std::make_shared<BodyFile>(old_gen->fd);

@@ -24,6 +24,7 @@
 #include "proxy/request.h"
 #include "proxy/services.h"
 #include "tests/proxy/scripted_origin.h"
+#include "tests/proxy/test_store.h"
 
 namespace proxy {
 namespace {
@@ -96,9 +97,7 @@ class RecordingExchange : public Exchange {
 class RequestTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "tusk-request-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = make_temp_dir("tusk-request");
     conf::Upstream up;
     up.endpoint = "http://upstream.invalid";
     up.signature = conf::Signature::kNone;
@@ -109,12 +108,8 @@ class RequestTest : public testing::Test {
     route.bucket = "b";
     route.grace = std::chrono::seconds(60);
     config_.routes.push_back(route);
-    cache::Options o;
-    o.dir = dir_ + "/cache";
-    o.max_size = 1 << 20;
-    o.chunk_size = 4;
-    o.now = clock_.clock();
-    store_ = std::move(cache::Store::open(std::move(o))).value();
+    store_ = open_test_store(dir_, clock_);
+    ASSERT_NE(store_, nullptr);
     fills_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
                                          std::map<std::string, Origin*>{{"up", &origin_}},
                                          FillTable::Options{dir_, 4}, clock_.clock());
