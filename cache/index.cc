@@ -378,6 +378,14 @@ Result<void> Index::put_generation_limit(lmdb::Txn& txn, std::uint64_t limit) co
   return {};
 }
 
+Result<lmdb::Cursor> Index::meta_cursor(const lmdb::Txn& txn) const {
+  auto c = lmdb::Cursor::open(txn, meta_);
+  if (!c) {
+    return index_failure(c, "cannot walk the records in " + dir_);
+  }
+  return std::move(*c);
+}
+
 Result<lmdb::Cursor> Index::lru_cursor(const lmdb::Txn& txn) const {
   auto c = lmdb::Cursor::open(txn, lru_);
   if (!c) {

@@ -104,6 +104,8 @@ class Index {
   Result<void> put_raw(lmdb::Txn& txn, std::string_view hash, std::string_view bytes) const;
   Result<void> put_generation_limit(lmdb::Txn& txn, std::uint64_t limit) const;
 
+  // The records in hash order; entries are (hash, encoded Meta).
+  Result<lmdb::Cursor> meta_cursor(const lmdb::Txn& txn) const;
   // The LRU, oldest first; entries are lru_key()s with empty values.
   Result<lmdb::Cursor> lru_cursor(const lmdb::Txn& txn) const;
   Result<void> erase_lru(lmdb::Txn& txn, std::string_view lru_key) const;

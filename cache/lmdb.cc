@@ -178,6 +178,19 @@ Cursor::~Cursor() {
 Result<std::optional<Cursor::Entry>> Cursor::first() { return step(MDB_FIRST); }
 Result<std::optional<Cursor::Entry>> Cursor::next() { return step(MDB_NEXT); }
 
+Result<std::optional<Cursor::Entry>> Cursor::seek(std::string_view key) {
+  MDB_val k = val(key);
+  MDB_val v;
+  const int rc = mdb_cursor_get(cursor_, &k, &v, MDB_SET_RANGE);
+  if (rc == MDB_NOTFOUND) {
+    return std::optional<Entry>{};
+  }
+  if (rc != 0) {
+    return fail(rc, "LMDB cursor failed");
+  }
+  return std::optional<Entry>(Entry{view(k), view(v)});
+}
+
 Result<std::optional<Cursor::Entry>> Cursor::step(int op) {
   MDB_val k;
   MDB_val v;

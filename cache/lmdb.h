@@ -122,6 +122,8 @@ class Cursor {
   // The first entry / the one after the last returned; nullopt past the end.
   Result<std::optional<Entry>> first();
   Result<std::optional<Entry>> next();
+  // The first entry whose key is >= `key` (MDB_SET_RANGE); nullopt past the end.
+  Result<std::optional<Entry>> seek(std::string_view key);
 
  private:
   explicit Cursor(MDB_cursor* c) : cursor_(c) {}

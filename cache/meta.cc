@@ -181,6 +181,7 @@ std::string encode_meta(const Meta& m) {
   std::copy_n(m.bitmap.begin(), std::min(bits.size(), m.bitmap.size()), bits.begin());
   w.bytes(bits);
   w.u8(m.verified ? 1 : 0);
+  w.bytes(m.key);
   return w.take();
 }
 
@@ -194,7 +195,7 @@ std::optional<Meta> decode_meta(std::string_view bytes) {
   Reader r(bytes);
   Meta m;
   std::uint32_t version = 0;
-  if (!r.u32(version) || version != kMetaVersion) {
+  if (!r.u32(version) || version < 1 || version > kMetaVersion) {
     return std::nullopt;
   }
   if (!r.u64(m.generation) || !r.u64(m.size) || !r.u32(m.chunk_size) || !r.str(m.etag) ||
@@ -234,7 +235,13 @@ std::optional<Meta> decode_meta(std::string_view bytes) {
     std::memcpy(m.bitmap.data(), bits.data(), bits.size());
   }
   std::uint8_t verified = 0;
-  if (!r.u8(verified) || verified > 1 || r.left() != 0) {
+  if (!r.u8(verified) || verified > 1) {
+    return std::nullopt;
+  }
+  if (version >= 2 && !r.str(m.key)) {
+    return std::nullopt;
+  }
+  if (r.left() != 0) {
     return std::nullopt;
   }
   m.verified = verified == 1;

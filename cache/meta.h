@@ -12,7 +12,8 @@
 
 namespace cache {
 
-inline constexpr std::uint32_t kMetaVersion = 1;
+// Version 2 added `key`; version 1 records (no key) still decode, with an empty key.
+inline constexpr std::uint32_t kMetaVersion = 2;
 
 struct Meta {
   std::uint64_t generation = 0;  // names the body file; a new fill of the key gets a new one
@@ -28,6 +29,7 @@ struct Meta {
   std::vector<std::pair<std::string, std::string>> headers;  // end-to-end headers to replay
   std::vector<std::uint8_t> bitmap;  // bit i set: chunk i is durable on disk
   bool verified = false;             // whole body checked against an MD5 ETag
+  std::string key;  // the cache key the record belongs to (set by Store::create; for listings)
 
   static constexpr std::uint32_t kFlagNoCache = 1;  // must revalidate before each use
 

@@ -227,6 +227,7 @@ Result<Store::Created> Store::create(std::string_view key, Meta meta) {
   meta.chunk_size = d.opts.chunk_size;
   meta.bitmap.assign((meta.chunk_count() + 7) / 8, 0);
   meta.verified = false;
+  meta.key = std::string(key);
   meta.accessed_at = d.opts.now();
 
   // Step one: room and a generation.
@@ -411,7 +412,13 @@ Result<int> Store::open_body(std::string_view key, std::uint64_t generation, boo
   return d.files.open(hash, generation, for_write);
 }
 
-Result<void> Store::remove(std::string_view key) {
+Result<void> Store::remove(std::string_view key) { return remove_impl(key, std::nullopt); }
+
+Result<void> Store::remove(std::string_view key, std::uint64_t generation) {
+  return remove_impl(key, generation);
+}
+
+Result<void> Store::remove_impl(std::string_view key, std::optional<std::uint64_t> generation) {
   Impl& d = *impl_;
   const std::string hash = key_hash(key);
   Result<Meta> removed = [&] {
@@ -423,6 +430,9 @@ Result<void> Store::remove(std::string_view key) {
       }
       if (!*cur) {
         return fail(Errc::kNotFound, "no record for " + hash);
+      }
+      if (generation && (*cur)->generation != *generation) {
+        return fail(Errc::kStale, "the key has another generation now");
       }
       if (auto r = d.index.erase(txn, hash, (*cur)->accessed_at); !r) {
         return pass(std::move(r));
@@ -440,6 +450,46 @@ Result<void> Store::remove(std::string_view key) {
   }
   d.files.unlink(hash, removed->generation);
   return {};
+}
+
+Result<Store::Page> Store::list(std::string_view after, std::size_t limit,
+                                const std::function<bool(const Meta&)>& match,
+                                std::size_t max_scan) const {
+  const Impl& d = *impl_;
+  auto txn = d.index.read();
+  if (!txn) {
+    return pass(std::move(txn));
+  }
+  auto cursor = d.index.meta_cursor(*txn);
+  if (!cursor) {
+    return pass(std::move(cursor));
+  }
+  Page page;
+  std::size_t scanned = 0;
+  std::string last;  // the last record read: where the next page starts
+  auto e = after.empty() ? cursor->first() : cursor->seek(after);
+  for (;; e = cursor->next()) {
+    if (!e) {
+      return fail(Errc::kIndex, "cannot walk the index: " + e.error().message);
+    }
+    if (!*e) {
+      return page;  // the end: next stays ""
+    }
+    const std::string_view hash = (*e)->key;
+    if (!after.empty() && hash == after) {
+      continue;  // seek lands on the last entry of the previous page
+    }
+    if (page.items.size() >= limit || scanned >= max_scan) {
+      page.next = last;  // more records follow
+      return page;
+    }
+    ++scanned;
+    last = std::string(hash);
+    auto m = decode_meta((*e)->value);
+    if (m && match(*m)) {
+      page.items.push_back(Listed{std::string(hash), std::move(*m)});
+    }
+  }
 }
 
 Pin Store::pin(std::string_view key) {

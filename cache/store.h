@@ -141,6 +141,26 @@ class Store {
   // Drops the key (record and body), pinned or not. Readers with open fds are unaffected.
   // Errors: kNotFound when the key has no record.
   Result<void> remove(std::string_view key);
+  // remove() of that generation only: kStale when the key now has another one.
+  Result<void> remove(std::string_view key, std::uint64_t generation);
+
+  // A page of the index in hash order, for listings and bulk work: the records after `after` (a
+  // cursor from a previous page's `next`; "" starts at the beginning) that `match` accepts, at
+  // most `limit` of them, reading at most `max_scan` records (the work of one call is bounded
+  // whatever `match` rejects). `next` is "" when the scan reached the end, else the cursor to
+  // pass as `after` for the rest (a page may be short, even empty, and still have a `next`).
+  // Records that do not decode are skipped. Errors: kIndex.
+  struct Listed {
+    std::string hash;
+    Meta meta;
+  };
+  struct Page {
+    std::vector<Listed> items;
+    std::string next;
+  };
+  Result<Page> list(std::string_view after, std::size_t limit,
+                    const std::function<bool(const Meta&)>& match,
+                    std::size_t max_scan = 100000) const;
 
   // Pins the key's current and future generations against eviction while the Pin lives.
   Pin pin(std::string_view key);
@@ -183,6 +203,7 @@ class Store {
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
   void unpin(const std::string& hash);
+  Result<void> remove_impl(std::string_view key, std::optional<std::uint64_t> generation);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -35,6 +35,8 @@ struct Upstream {
   int retries = 3;
   bool tls_verify = true;  // `tls_verify: false` only for tests; logged loudly
   std::string ca_file;     // optional CA bundle for private PKIs
+
+  bool operator==(const Upstream&) const = default;
 };
 
 // One entry of `routes:`. Exactly one of `path` (exact, needs `key`) or `prefix` (the rest of the

@@ -1,6 +1,7 @@
-// `tusk`: the command line. Subcommands describe-images, install-image, bundle-image, unbundle and
-// images, parsed with CLI11 (`--help` on each). Everything here is option plumbing: the work is in
-// the installer library. Results go to stdout, progress and diagnostics to stderr.
+// `tusk`: the command line. Subcommands describe-images, install-image, bundle-image, unbundle,
+// images and cache (ls, purge, warm, verify, stats), parsed with CLI11 (`--help` on each).
+// Everything here is option plumbing: the work is in the installer library. Results go to stdout,
+// progress and diagnostics to stderr.
 #include <curl/curl.h>
 #include <unistd.h>
 
@@ -9,8 +10,10 @@
 #include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "installer/bundle.h"
+#include "installer/cache_cmd.h"
 #include "installer/catalog.h"
 #include "installer/credentials.h"
 #include "installer/http.h"
@@ -304,6 +307,83 @@ int images(const ImagesArgs& a, const EnvFn& env) {
   return 0;
 }
 
+// --- cache --------------------------------------------------------------------------------------
+
+struct CacheArgs {
+  std::string admin, token_file;
+  bool json = false;
+  LsArgs ls;
+  PurgeArgs purge;
+  WarmArgs warm;
+  VerifyArgs verify;
+};
+
+struct CacheVerbs {
+  CLI::App *cache, *ls, *purge, *warm, *verify, *stats;
+};
+
+CacheVerbs add_cache_command(CLI::App& app, CacheArgs& a) {
+  auto* cache = app.add_subcommand("cache", "inspect and manage tuskd's cache (its admin API)");
+  cache->require_subcommand(1);
+  cache->add_option(
+      "--admin", a.admin,
+      "admin API URL (TUSK_ADMIN_URL, default " + std::string(kDefaultAdminUrl) + ")");
+  cache->add_option("--token-file", a.token_file,
+                    "file holding the admin token (TUSK_ADMIN_TOKEN_FILE)");
+  cache->add_flag("--json", a.json, "print the server's JSON answers");
+  CacheVerbs v{};
+  v.cache = cache;
+  v.ls = cache->add_subcommand("ls", "list cached objects, every page");
+  v.ls->add_option("PREFIX", a.ls.prefix, "public path prefix, e.g. /starter-emis/");
+  v.ls->add_option("--limit", a.ls.limit, "stop after N objects")
+      ->check(CLI::Validator(
+          [](const std::string& s) {
+            return std::strtoull(s.c_str(), nullptr, 10) == 0 ? "must be at least 1" : "";
+          },
+          "N>0"));
+  v.purge = cache->add_subcommand("purge", "remove one object, or every object under a prefix");
+  auto* path = v.purge->add_option("PATH", a.purge.path, "public path of the object");
+  v.purge->add_option("--prefix", a.purge.prefix, "remove every object under this path prefix")
+      ->excludes(path);
+  v.warm = cache->add_subcommand("warm", "fill the cache from a catalog or a list of paths");
+  auto* catalog = v.warm->add_option("--catalog", a.warm.catalog,
+                                     "public path of a eustore catalog, e.g. /catalog.json");
+  v.warm->add_option("PATH", a.warm.paths, "public paths of objects")->excludes(catalog);
+  v.warm->add_flag("--no-wait", a.warm.no_wait, "print the job id and return");
+  v.verify = cache->add_subcommand("verify", "check cached objects against their ETag MD5");
+  v.verify->add_option("PREFIX", a.verify.prefix, "only objects under this public path prefix");
+  v.verify->add_flag("--no-wait", a.verify.no_wait, "print the job id and return");
+  v.stats = cache->add_subcommand("stats", "cache and traffic counters");
+  for (auto* verb : {v.ls, v.purge, v.warm, v.verify, v.stats}) {
+    verb->fallthrough();  // --admin, --token-file and --json after the verb too
+  }
+  return v;
+}
+
+int cache_cmd(const CacheArgs& a, const CacheVerbs& v, const EnvFn& env) {
+  auto base = admin_base(a.admin, env);
+  if (!base) return report(base.error());
+  auto token = read_admin_token(a.token_file, env);
+  if (!token) return report(token.error());
+  auto http = Http::create();
+  if (!http) return report(http.error());
+  CacheContext c;
+  c.base = *base;
+  c.token = *token;
+  c.json = a.json;
+  c.transport = [&http](const std::string& method, const std::string& url, const Headers& h,
+                        const std::string& body) { return http->request(method, url, h, body); };
+  c.tty = ::isatty(STDERR_FILENO) == 1;
+  c.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  c.now = [] { return static_cast<std::int64_t>(std::time(nullptr)); };
+  Result<int> rc = v.ls->parsed()       ? cache_ls(c, a.ls)
+                   : v.purge->parsed()  ? cache_purge(c, a.purge)
+                   : v.warm->parsed()   ? cache_warm(c, a.warm)
+                   : v.verify->parsed() ? cache_verify(c, a.verify)
+                                        : cache_stats(c);
+  return rc ? *rc : report(rc.error());
+}
+
 int run(int argc, char** argv) {
   const EnvFn env = process_environment();
   CLI::App app{
@@ -377,16 +457,21 @@ int run(int argc, char** argv) {
   imgs->add_option("--format", ga.format, "table, tsv or json")
       ->check(CLI::IsMember({"table", "tsv", "json"}));
 
+  CacheArgs ca;
+  CacheVerbs cache_verbs = add_cache_command(app, ca);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int rc = app.exit(e);    // prints the help or the message
+    return rc == 0 ? 0 : 2;  // usage errors exit 2, whatever CLI11's own code
   }
   if (describe->parsed()) return describe_images(da, env);
   if (inst->parsed()) return install(ia, env);
   if (bundle_cmd->parsed()) return bundle(ba, env);
   if (unb->parsed()) return unbundle_cmd(ua);
   if (imgs->parsed()) return images(ga, env);
+  if (cache_verbs.cache->parsed()) return cache_cmd(ca, cache_verbs, env);
   return 2;
 }
 

@@ -31,10 +31,11 @@ namespace {
 // prefetching.
 constexpr std::size_t kMaxUrgent = 16;
 
-// The s3::Transfer of a real upstream.
+// The s3::Transfer of a real upstream. Owns its client: a fetch that holds the origin keeps
+// its upstream (and the configuration it was built from) alive across a reload.
 class ClientOrigin : public Origin {
  public:
-  explicit ClientOrigin(s3::Client& c) : client_(c) {}
+  explicit ClientOrigin(std::unique_ptr<s3::Client> c) : client_(std::move(c)) {}
   class ClientCall : public Call {
    public:
     explicit ClientCall(s3::Transfer t) : t_(std::move(t)) {}
@@ -44,18 +45,18 @@ class ClientOrigin : public Origin {
     s3::Transfer t_;
   };
   std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) override {
-    return std::make_unique<ClientCall>(client_.start(std::move(req), std::move(cb)));
+    return std::make_unique<ClientCall>(client_->start(std::move(req), std::move(cb)));
   }
-  int retries() const override { return client_.upstream().retries; }
+  int retries() const override { return client_->upstream().retries; }
 
  private:
-  s3::Client& client_;
+  std::unique_ptr<s3::Client> client_;
 };
 
 }  // namespace
 
-std::unique_ptr<Origin> client_origin(s3::Client& client) {
-  return std::make_unique<ClientOrigin>(client);
+std::shared_ptr<Origin> client_origin(std::unique_ptr<s3::Client> client) {
+  return std::make_shared<ClientOrigin>(std::move(client));
 }
 
 // One request of the fill to the upstream and what it owns: chunks [first_chunk, end_chunk)
@@ -80,7 +81,7 @@ struct Segment {
   }
 };
 
-Fetch::Fetch(FillTable& table, FillPtr fill, const Target& target, Origin& origin, FillSeed seed,
+Fetch::Fetch(FillTable& table, FillPtr fill, const Target& target, FillSeed seed,
              std::uint64_t first_byte)
     : table_(table),
       fill_(std::move(fill)),
@@ -89,7 +90,6 @@ Fetch::Fetch(FillTable& table, FillPtr fill, const Target& target, Origin& origi
       bucket_(target.bucket),
       key_(target.key),
       object_(s3::printable(target.bucket + "/" + target.key)),
-      origin_(origin),
       seed_(std::move(seed)),
       first_byte_(first_byte),
       cs_(table.store_.options().chunk_size) {}
@@ -100,7 +100,18 @@ Fetch::~Fetch() {
   }
 }
 
-void Fetch::start() { drive(); }
+void Fetch::start(std::shared_ptr<Origin> origin) {
+  origin_ = std::move(origin);
+  drive();
+}
+
+void Fetch::abandon() {
+  if (ended_) {
+    return;
+  }
+  spdlog::info("fill of {} abandoned: the object was purged", object_);
+  fail(local_error("the object was purged while it was being filled"));
+}
 
 // ---------------------------------------------------------------- the driver
 
@@ -370,7 +381,7 @@ void Fetch::send(Segment* seg) {
   };
   seg->sent_at = std::chrono::steady_clock::now();
   table_.metrics_.upstream_request(upstream_);
-  seg->call = origin_.start(std::move(req), std::move(cb));
+  seg->call = origin_->start(std::move(req), std::move(cb));
 }
 
 // Claims every missing chunk in [first, end) for `seg`; returns false if none was missing.
@@ -515,6 +526,7 @@ bool Fetch::on_data(Segment* seg, std::span<const char> data) {
       if (!write_at(p + skip, n - skip, pos + skip)) {
         return false;
       }
+      digest_written(pos + skip, p + skip, n - skip);
       filled_[c] = static_cast<std::uint32_t>(in + n);
       if (fill_->progress(c, filled_[c])) {
         arm_flush();
@@ -522,7 +534,9 @@ bool Fetch::on_data(Segment* seg, std::span<const char> data) {
       if (filled_[c] == chunk_len(c)) {
         state_[c] = kDone;
         owner_[c] = nullptr;
-        queue_mark(c);
+        if (!chunk_written(c)) {
+          return false;
+        }
       }
     }
     pos += n;
@@ -556,7 +570,7 @@ void Fetch::on_done(Segment* seg, conf::Result<void, s3::Error> r) {
     table_.metrics_.upstream_error(upstream_, s3::errc_name(error->code));
     const bool etag_known = head_ && !head_->etag.empty();
     switch (after_error(seg->ask, head_ != nullptr, error->code, seg->attempts,
-                        origin_.retries(), etag_known)) {
+                        origin_->retries(), etag_known)) {
       case AfterError::kProbeHead:
         drop(seg);
         step_ = Step::kProbeHead;
@@ -681,8 +695,9 @@ void Fetch::fail_with(s3::Error e, bool disk) {
   }
   spdlog::warn("fill of {} from upstream '{}' failed: {}", object_, upstream_, e.message);
   if (head_ && head_->stored) {
-    // Nothing partial or mixed stays behind: the generation is dropped whole.
-    (void)table_.store_.remove(fill_->cache_key());
+    // Nothing partial or mixed stays behind: the generation is dropped whole (only ours: after
+    // a purge the key may already have a new one).
+    (void)table_.store_.remove(fill_->cache_key(), generation_);
   }
   failed_on_disk_ = disk;
   end(Fill::Phase::kFailed, false, std::move(e), false);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/digest.h"
 #include "conf/config.h"
 #include "proxy/fetch_rules.h"
 #include "proxy/fill.h"
@@ -39,7 +40,8 @@ class Origin {
   virtual std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) = 0;
   virtual int retries() const = 0;
 };
-std::unique_ptr<Origin> client_origin(s3::Client& client);
+// Destroy it on the fetch loop (its client's transfers run there).
+std::shared_ptr<Origin> client_origin(std::unique_ptr<s3::Client> client);
 
 struct Segment;
 
@@ -50,10 +52,13 @@ inline s3::Error local_error(std::string message) {
 
 class Fetch : public std::enable_shared_from_this<Fetch> {
  public:
-  Fetch(FillTable& table, FillPtr fill, const Target& target, Origin& origin, FillSeed seed,
+  Fetch(FillTable& table, FillPtr fill, const Target& target, FillSeed seed,
         std::uint64_t first_byte);
   ~Fetch();
-  void start();  // on the fetch loop
+  // On the fetch loop. The fetch keeps `origin` (and so its upstream's configuration) to its end.
+  void start(std::shared_ptr<Origin> origin);
+  // Purged (FillTable::abandon): stop, leave nothing behind. On the fetch loop.
+  void abandon();
 
   // The steps of a fetch. Each returns Continue (go on with step_), Park (requests are in
   // flight; their answers drive again) or Done.
@@ -68,6 +73,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
     kDone,
   };
   Step step() const { return step_; }
+  const FillPtr& fill() const { return fill_; }
 
  private:
   enum class Next { kContinue, kPark, kDone };
@@ -90,6 +96,13 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   bool write_at(const char* p, std::uint64_t n, std::uint64_t off);
   bool spill_to_memory(int err);
   void queue_mark(std::uint64_t c);
+  // Integrity (cache/digest.h): bytes are hashed as they are written; when the last chunk is
+  // complete the digest is compared with the ETag's MD5 before that chunk is marked, so an
+  // object is never complete in the index unverified. chunk_written: chunk c has all its bytes;
+  // false after failing the fill on a mismatch.
+  bool start_digest();  // true when this fill checks its body (and holds back the last byte)
+  void digest_written(std::uint64_t off, const char* p, std::uint64_t n);
+  bool chunk_written(std::uint64_t c);
 
   // Requests and their answers.
   // A new request; sent at once unless it must claim chunks first (kRange, kResume).
@@ -122,7 +135,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   std::string bucket_;
   std::string key_;
   std::string object_;  // "bucket/key" for log lines: the key is the client's, so escaped
-  Origin& origin_;
+  std::shared_ptr<Origin> origin_;
   FillSeed seed_;
   std::uint64_t first_byte_;
   Step step_ = Step::kStart;
@@ -143,6 +156,8 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   std::uint64_t prefetch_cursor_ = 0;
   std::list<std::unique_ptr<Segment>> segments_;
   s3::HeaderList not_modified_headers_;
+  std::string expect_md5_;                       // the ETag's MD5; "" when unverifiable
+  std::unique_ptr<cache::OrderedDigest> digest_;  // while the body is being checked
 
   // Coalesced wake-ups (Fill::wait): clients left waiting with bytes to read are woken by a
   // one-shot timer at most kWakeDelayMs later.

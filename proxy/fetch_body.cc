@@ -110,6 +110,10 @@ bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
       obj->replay.emplace_back("Content-Encoding", enc);
     }
   }
+  if (fill_->abandoned_.load()) {
+    fail(local_error("the object was purged while it was being filled"));
+    return false;
+  }
   int wfd = -1;
   if (obj->freshness.storable) {
     cache::Meta meta;
@@ -191,7 +195,91 @@ void Fetch::install_head(std::shared_ptr<ObjectHead> obj, BodyFilePtr body,
     // private or no-store answer beyond the requests that were already waiting for it).
     table_.finished(fill_->cache_key(), fill_.get());
   }
-  fill_->set_head(head_, std::move(body), cs_, filled_);
+  const bool hold = start_digest();
+  fill_->set_head(head_, std::move(body), cs_, filled_, hold);
+}
+
+// ---------------------------------------------------------------- integrity
+
+// A stored object with a single-part MD5 ETag that this fill will fetch whole is checked: its
+// bytes are hashed as written, and its last byte is held back from clients until the check
+// passed. With `prefetch: none` a fill may never see every byte: such objects stay unverified
+// (POST /verify checks them once complete).
+bool Fetch::start_digest() {
+  digest_.reset();
+  expect_md5_ = cache::md5_of_etag(head_->etag);
+  if (!head_->stored || expect_md5_.empty() || head_->size == 0 ||
+      route_.prefetch != conf::Prefetch::kWhole) {
+    return false;
+  }
+  digest_ = std::make_unique<cache::OrderedDigest>(head_->size, &table_.digest_budget_);
+  return true;
+}
+
+void Fetch::digest_written(std::uint64_t off, const char* p, std::uint64_t n) {
+  if (digest_) {
+    digest_->feed(off, p, static_cast<std::size_t>(n));
+  }
+}
+
+bool Fetch::chunk_written(std::uint64_t c) {
+  if (!digest_) {
+    queue_mark(c);
+    return true;
+  }
+  // Every byte up to the end of the run of complete chunks at the frontier is written.
+  std::uint64_t end = digest_->frontier();
+  for (std::uint64_t k = end / cs_; k < chunks_ && state_[k] == kDone; ++k) {
+    end = std::min(head_->size, (k + 1) * cs_);
+  }
+  const int fd = fill_->body()->fd();
+  const bool read_ok = digest_->catch_up(end, [fd](std::uint64_t off, char* buf, std::size_t n) {
+    while (n > 0) {
+      const ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(off));
+      if (r < 0 && errno == EINTR) {
+        continue;
+      }
+      if (r <= 0) {
+        return false;
+      }
+      buf += r;
+      n -= static_cast<std::size_t>(r);
+      off += static_cast<std::uint64_t>(r);
+    }
+    return true;
+  });
+  if (!read_ok) {
+    // The body cannot be read back: it stays unverified rather than failing the fill.
+    spdlog::error("integrity: cannot read back the body of {} to hash it: {}", object_,
+                  std::strerror(errno));
+    digest_.reset();
+    fill_->release_tail();
+    queue_mark(c);
+    return true;
+  }
+  if (!digest_->complete()) {
+    queue_mark(c);
+    return true;
+  }
+  const std::string got = digest_->hex();
+  table_.metrics_.integrity_reread(digest_->reread_bytes());
+  digest_.reset();
+  if (got != expect_md5_) {
+    // Nobody got the whole body (its last byte is held back); the chunk that would complete it
+    // is never marked, and failing drops the generation.
+    table_.metrics_.integrity_failure("fill");
+    spdlog::error("integrity: {} from upstream '{}' has MD5 {} but its ETag says {}: purged",
+                  object_, upstream_, got, expect_md5_);
+    fail(local_error("integrity check failed: the body's MD5 does not match its ETag"));
+    return false;
+  }
+  queue_mark(c);
+  table_.metrics_.integrity_verified();
+  table_.disk_.post([store = &table_.store_, key = fill_->cache_key(), gen = generation_] {
+    (void)store->set_verified(key, gen);
+  });
+  fill_->release_tail();
+  return true;
 }
 
 bool Fetch::write_at(const char* const data, const std::uint64_t len, const std::uint64_t at) {
@@ -279,6 +367,7 @@ bool Fetch::spill_to_memory(int err) {
   obj->stored = false;
   obj->generation = 0;
   head_ = obj;
+  digest_.reset();  // uncached from memory: nothing to mark verified
   write_fd_ = memory;
   fill_->respool(head_, std::make_shared<BodyFile>(rfd));
   return true;

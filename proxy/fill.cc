@@ -166,6 +166,9 @@ std::uint64_t Fill::available_locked(std::uint64_t pos) const {
       break;  // the rest of this chunk is still on its way
     }
   }
+  if (hold_tail_ && p == size && p > pos) {
+    --p;  // the last byte waits for the integrity check (release_tail)
+  }
   return p - pos;
 }
 
@@ -260,13 +263,20 @@ bool Fill::wake_ready(std::unique_lock<std::mutex>& lock, bool force) {
 }
 
 void Fill::set_head(std::shared_ptr<const ObjectHead> head, BodyFilePtr body, std::uint64_t chunk,
-                    std::vector<std::uint32_t> filled) {
+                    std::vector<std::uint32_t> filled, bool hold_tail) {
   std::unique_lock lock(mu_);
+  hold_tail_ = hold_tail;
   snap_.phase = Phase::kStreaming;
   snap_.head = std::move(head);
   snap_.body = std::move(body);
   chunk_size_ = chunk;
   filled_ = std::move(filled);
+  wake_ready(lock);
+}
+
+void Fill::release_tail() {
+  std::unique_lock lock(mu_);
+  hold_tail_ = false;
   wake_ready(lock);
 }
 
@@ -313,13 +323,20 @@ BodyFilePtr Fill::body() const {
 }
 
 void Fill::respool(std::shared_ptr<const ObjectHead> head, BodyFilePtr body) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   snap_.head = std::move(head);
   snap_.body = std::move(body);
+  if (hold_tail_) {
+    hold_tail_ = false;  // uncached from memory: not checked
+    wake_ready(lock);
+  }
 }
 
 void Fill::end(Phase phase, bool not_modified, std::optional<s3::Error> error, bool disk_error) {
   std::unique_lock lock(mu_);
+  if (phase == Phase::kDone) {
+    hold_tail_ = false;
+  }
   snap_.phase = phase;
   snap_.not_modified = not_modified;
   snap_.error = std::move(error);
@@ -331,7 +348,8 @@ void Fill::end(Phase phase, bool not_modified, std::optional<s3::Error> error, b
 // ---------------------------------------------------------------- FillTable
 
 FillTable::FillTable(EventLoop& fetch, cache::Store& store, Metrics& metrics,
-                     std::map<std::string, Origin*> origins, Options options, conf::Clock clock)
+                     std::map<std::string, std::shared_ptr<Origin>> origins, Options options,
+                     conf::Clock clock)
     : fetch_(fetch),
       store_(store),
       metrics_(metrics),
@@ -374,24 +392,72 @@ FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, F
     }
   }
   FillPtr fill(new Fill(cache_key));
-  auto origin = origins_.find(target.upstream);
-  if (origin == origins_.end()) {
-    // conf validation makes this impossible; fail the fill rather than crash.
-    fill->end(Fill::Phase::kFailed, false,
-              s3::Error{s3::Errc::kRefused, 0, "", "no such upstream"});
-    fill->retire();  // never in the table
-    return fill;
-  }
   // Pinned for the fill's life and that of every client following it (issue 9, defect 2):
   // evicting an object while its chunks are being marked would fail the fill.
   fill->pin_ = store_.pin(cache_key);
   fills_.emplace(cache_key, fill);
-  auto fetch = std::make_shared<Fetch>(*this, fill, target, *origin->second, seed, first_byte);
-  fetch_.post([this, fetch] {
+  auto fetch = std::make_shared<Fetch>(*this, fill, target, seed, first_byte);
+  fetch_.post([this, fetch, upstream = target.upstream] {
+    // The origin is chosen here, on the fetch loop, where origins_ lives (live reload).
+    auto origin = origins_.find(upstream);
+    if (origin == origins_.end()) {
+      // conf validation makes this impossible; fail the fill rather than crash.
+      fetch->fill()->end(Fill::Phase::kFailed, false,
+                        s3::Error{s3::Errc::kRefused, 0, "", "no such upstream"});
+      finished(fetch->fill()->cache_key(), fetch->fill().get());
+      return;
+    }
     fetches_.insert(fetch);
-    fetch->start();
+    fetch->start(origin->second);
   });
   return fill;
+}
+
+bool FillTable::abandon(const std::string& cache_key) {
+  FillPtr fill;
+  {
+    std::lock_guard lock(mu_);
+    auto it = fills_.find(cache_key);
+    if (it == fills_.end()) {
+      return false;
+    }
+    fill = it->second;
+    fills_.erase(it);
+  }
+  fill->abandoned_.store(true);
+  fetch_.post([this, fill] {
+    for (const auto& f : fetches_) {
+      if (f->fill() == fill) {
+        f->abandon();
+        return;
+      }
+    }
+  });
+  return true;
+}
+
+void FillTable::set_origins(Origins origins) {
+  auto apply = [this, &origins] {
+    for (auto& [name, origin] : origins) {
+      origins_[name] = std::move(origin);  // the old one lives on in the fetches using it
+    }
+    origins.clear();  // destroyed here, on the fetch loop
+  };
+  if (fetch_.in_loop_thread()) {
+    apply();
+    return;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  fetch_.post([&] {
+    apply();
+    std::lock_guard lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return done; });
 }
 
 void FillTable::finished(const std::string& cache_key, Fill* fill) {
@@ -402,6 +468,16 @@ void FillTable::finished(const std::string& cache_key, Fill* fill) {
     }
   }
   fill->retire();
+}
+
+std::vector<std::string> FillTable::keys() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  out.reserve(fills_.size());
+  for (const auto& [key, fill] : fills_) {
+    out.push_back(key);
+  }
+  return out;
 }
 
 std::size_t FillTable::active() const {

@@ -7,6 +7,7 @@
 // only post to their own loop. fdatasync and index updates run on the disk thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -123,6 +124,10 @@ class Fill {
   // Calls `wake` once this fill left the table (an ended fill stays until the disk thread has
   // marked its chunks; until then acquire() hands it out). False when it already has.
   bool wait_retired(std::function<void()> wake);
+  bool retired() const {
+    std::lock_guard lock(mu_);
+    return retired_;
+  }
 
   const std::string& cache_key() const { return cache_key_; }
   // The current body file. It changes at most once: when the disk fails mid-fill, the fill moves
@@ -136,8 +141,11 @@ class Fill {
   explicit Fill(std::string cache_key) : cache_key_(std::move(cache_key)) {}
 
   // Fetch-side updates. Each wakes the waiters it satisfies (outside the lock).
+  // `hold_tail`: the object's last byte stays unreadable until release_tail() (its body is
+  // checked against the ETag's MD5 first: no client gets a complete response of bad bytes).
   void set_head(std::shared_ptr<const ObjectHead> head, BodyFilePtr body, std::uint64_t chunk,
-                std::vector<std::uint32_t> filled);
+                std::vector<std::uint32_t> filled, bool hold_tail = false);
+  void release_tail();
   // True when a waiter has bytes to read but was left for coalescing: call flush() within
   // kWakeDelayMs.
   bool progress(std::uint64_t chunk, std::uint32_t filled);
@@ -169,6 +177,8 @@ class Fill {
   std::vector<std::tuple<std::uint64_t, std::uint64_t, bool>> wants_;
   std::function<void()> poke_;  // asks the runner (on the fetch loop) to look at wants_
   bool retired_ = false;
+  bool hold_tail_ = false;  // the last byte is held back until the body is verified
+  std::atomic<bool> abandoned_{false};  // purged: its fetch must not publish anything more
   std::vector<std::function<void()>> retire_waiters_;
 };
 
@@ -195,7 +205,8 @@ class FillTable {
   // `origins` maps upstream names to where their requests go, all running on `fetch`. `clock`
   // is the process's one wall clock (conf/clock.h).
   FillTable(EventLoop& fetch, cache::Store& store, Metrics& metrics,
-            std::map<std::string, Origin*> origins, Options options, conf::Clock clock);
+            std::map<std::string, std::shared_ptr<Origin>> origins, Options options,
+            conf::Clock clock);
   ~FillTable();
 
   // Returns the object's in-flight fill, or starts one from `seed`. `first_byte` is where the
@@ -210,7 +221,25 @@ class FillTable {
                   std::uint64_t first_byte, bool* joined);
 
   std::size_t active() const;
+  std::vector<std::string> keys() const;  // of the fills in flight
   void drain_disk() { disk_.drain(); }
+
+  // Purge: the object's fill in flight, if any, leaves the table at once (the next request
+  // starts a new one) and is abandoned on the fetch loop: its transfers are cancelled, the
+  // generation it wrote is removed, clients following it are cut. True when there was one.
+  bool abandon(const std::string& cache_key);
+
+  // Live reload. Origins for the upstream names given replace the current ones (other names
+  // keep theirs, so a fill started on the previous configuration still finds its upstream);
+  // fetches already running keep the origin they started with. Runs on the fetch loop; blocks
+  // the caller until done unless called there.
+  using Origins = std::map<std::string, std::shared_ptr<Origin>>;
+  void set_origins(Origins origins);
+  void set_parallel(int parallel) { parallel_.store(std::max(1, parallel)); }
+
+  // The bytes every fill's integrity digest may hold in memory ahead of its frontier (see
+  // cache::OrderedDigest); beyond it they are read back from the page cache.
+  static constexpr std::int64_t kDigestBudget = 256ll << 20;
   RangeMode range_mode(const std::string& upstream) const;
 
  private:
@@ -221,9 +250,10 @@ class FillTable {
   EventLoop& fetch_;
   cache::Store& store_;
   Metrics& metrics_;
-  std::map<std::string, Origin*> origins_;
+  std::map<std::string, std::shared_ptr<Origin>> origins_;  // touched on the fetch loop only
   std::string spool_dir_;
-  int parallel_;
+  std::atomic<int> parallel_;
+  std::atomic<std::int64_t> digest_budget_{kDigestBudget};
   std::uint64_t memory_spill_;
   conf::Clock clock_;
   mutable std::mutex mu_;

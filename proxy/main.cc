@@ -19,10 +19,12 @@
 
 #include "cache/store.h"
 #include "conf/config.h"
+#include "proxy/admin.h"
 #include "proxy/fetch.h"
 #include "proxy/fill.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
+#include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/services.h"
 #include "s3/client.h"
@@ -45,7 +47,7 @@ std::shared_ptr<spdlog::logger> make_access_log(const conf::Log& log) {
   return logger;
 }
 
-int serve(const conf::Config& config) {
+int serve(const conf::Config& config, const std::string& config_path) {
   spdlog::set_level(spdlog::level::from_str(config.log.level));
   spdlog::flush_every(std::chrono::seconds(1));
   std::error_code ec;
@@ -73,10 +75,13 @@ int serve(const conf::Config& config) {
 
   proxy::Metrics metrics;
   metrics.set_cache_max(config.cache.max_size);
+  auto token = proxy::read_token_file(config.admin.token_file);
+  if (!token) {
+    spdlog::critical("{}", token.error());
+    return 1;
+  }
   proxy::EventLoop fetch("fetch");
-  std::map<std::string, std::unique_ptr<s3::Client>> clients;
-  std::map<std::string, std::unique_ptr<proxy::Origin>> origins;
-  std::map<std::string, proxy::Origin*> origin_ptrs;
+  proxy::FillTable::Origins origins;
   for (const auto& [name, up] : config.upstreams) {
     if (!up.tls_verify) {
       spdlog::warn("upstream '{}': TLS certificate verification is OFF", name);
@@ -86,15 +91,23 @@ int serve(const conf::Config& config) {
       spdlog::critical("upstream '{}': {}", name, c.error().message);
       return 1;
     }
-    origins[name] = proxy::client_origin(**c);
-    origin_ptrs[name] = origins[name].get();
-    clients[name] = std::move(c).value();
+    origins[name] = proxy::client_origin(std::move(c).value());
   }
   proxy::FillTable::Options fill_opts{spool, config.fill.parallel, config.fill.memory_spill};
-  auto fills = std::make_unique<proxy::FillTable>(fetch, **store, metrics, origin_ptrs,
+  auto fills = std::make_unique<proxy::FillTable>(fetch, **store, metrics, std::move(origins),
                                                   std::move(fill_opts), clock);
-  proxy::Services svc(config, **store, *fills, metrics, make_access_log(config.log), clock);
-  proxy::Server server(svc);
+  auto first = std::make_shared<const proxy::Live>(std::make_shared<const conf::Config>(config),
+                                                   std::move(*token), 1);
+  proxy::Services svc(config, **store, *fills, metrics, make_access_log(config.log), clock,
+                      std::move(first));
+  proxy::Reloader reloader(config_path, svc, fetch);
+  std::atomic<proxy::Server*> server_ptr{nullptr};
+  auto admin = std::make_unique<proxy::Admin>(svc, &reloader, [&server_ptr] {
+    proxy::Server* s = server_ptr.load();
+    return s == nullptr ? 0 : s->connections();
+  });
+  proxy::Server server(svc, admin.get());
+  server_ptr.store(&server);
   fetch.start();
   if (auto started = server.start(); !started) {
     spdlog::critical("{}", started.error());
@@ -130,7 +143,8 @@ int serve(const conf::Config& config) {
   while (true) {
     sigwait(&set, &sig);
     if (sig == SIGHUP) {
-      spdlog::warn("SIGHUP: live reload is not available in this version; restart to apply");
+      spdlog::info("SIGHUP: reloading {}", config_path);
+      (void)reloader.reload();  // logs what it did, or why it refused
       continue;
     }
     break;
@@ -159,10 +173,10 @@ int serve(const conf::Config& config) {
     spdlog::warn("drain_timeout: {} requests still in flight are cut off", left);
   }
   server.stop();
+  admin.reset();  // stops warm and verify jobs (the fills they started are the fetch loop's)
   fetch.stop();
   fills->drain_disk();
   fills.reset();
-  clients.clear();
   {
     std::lock_guard lock(mu);
     stopping = true;
@@ -219,5 +233,5 @@ int main(int argc, char** argv) {
   for (const std::string& w : cfg->warnings) {
     spdlog::warn("{}", w);
   }
-  return serve(*cfg);
+  return serve(*cfg, config_path);
 }

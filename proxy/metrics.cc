@@ -121,6 +121,37 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   for (int i = 0; i < 3; ++i) {
     write_error_children_[i] = &write_errors_->Add({{"reason", reasons[i]}});
   }
+  integrity_verified_ = &BuildCounter()
+                             .Name("tusk_integrity_verified_total")
+                             .Help("Filled bodies whose MD5 matched their single-part ETag")
+                             .Register(r)
+                             .Add({});
+  integrity_failures_ = &BuildCounter()
+                             .Name("tusk_integrity_failures_total")
+                             .Help("Bodies that failed their integrity check and were purged, by "
+                                   "check: fill (ETag MD5), verify (POST /verify), catalog "
+                                   "(eustore checksum while warming)")
+                             .Register(r);
+  for (const char* check : {"fill", "verify", "catalog"}) {
+    integrity_failures_->Add({{"check", check}});
+  }
+  integrity_reread_ = &BuildCounter()
+                           .Name("tusk_integrity_reread_bytes_total")
+                           .Help("Bytes a fill's digest read back from the page cache because "
+                                 "they arrived ahead of its frontier beyond the memory budget")
+                           .Register(r)
+                           .Add({});
+  purged_ = &BuildCounter()
+                 .Name("tusk_purged_objects_total")
+                 .Help("Objects removed through the admin API (DELETE /objects, failed checks)")
+                 .Register(r)
+                 .Add({});
+  auto& reloads = BuildCounter()
+                      .Name("tusk_config_reloads_total")
+                      .Help("Configuration reloads (SIGHUP, POST /reload) by result")
+                      .Register(r);
+  reloads_[0] = &reloads.Add({{"result", "ok"}});
+  reloads_[1] = &reloads.Add({{"result", "failed"}});
   ttfb_ = &BuildHistogram()
                .Name("tusk_upstream_ttfb_seconds")
                .Help("Time from sending an upstream request to its response head")
@@ -141,6 +172,9 @@ Metrics::~Metrics() = default;
 
 void Metrics::request(Outcome outcome, int status) {
   const int o = static_cast<int>(outcome);
+  if (o >= 0 && o < kOutcomes) {
+    outcome_counts_[o].fetch_add(1, std::memory_order_relaxed);
+  }
   for (std::size_t i = 0; i < std::size(kStatuses); ++i) {
     if (kStatuses[i] == status && o >= 0 && o < kOutcomes) {
       request_children_[o][i]->Increment();
@@ -166,7 +200,39 @@ void Metrics::upstream_error(const std::string& upstream, const std::string& kin
   upstream_errors_->Add({{"upstream", upstream}, {"kind", kind}}).Increment();
 }
 
+void Metrics::integrity_verified() { integrity_verified_->Increment(); }
+
+void Metrics::integrity_failure(const char* check) {
+  integrity_failures_total_.fetch_add(1, std::memory_order_relaxed);
+  integrity_failures_->Add({{"check", check}}).Increment();
+}
+
+void Metrics::integrity_reread(std::uint64_t bytes) {
+  integrity_reread_->Increment(static_cast<double>(bytes));
+}
+
+void Metrics::purged(std::uint64_t n) { purged_->Increment(static_cast<double>(n)); }
+
+void Metrics::config_reload(bool ok) { reloads_[ok ? 0 : 1]->Increment(); }
+
+Metrics::Summary Metrics::summary() const {
+  Summary s;
+  for (int o = 0; o < kOutcomes; ++o) {
+    s.outcomes[o] = outcome_counts_[o].load(std::memory_order_relaxed);
+  }
+  s.bytes_from_cache = static_cast<std::uint64_t>(bytes_children_[0]->Value());
+  s.bytes_from_upstream = static_cast<std::uint64_t>(bytes_children_[1]->Value());
+  s.upstream_bytes = upstream_bytes_total_.load(std::memory_order_relaxed);
+  s.integrity_verified = static_cast<std::uint64_t>(integrity_verified_->Value());
+  s.integrity_failures = integrity_failures_total_.load(std::memory_order_relaxed);
+  s.reloads_ok = static_cast<std::uint64_t>(reloads_[0]->Value());
+  s.reloads_failed = static_cast<std::uint64_t>(reloads_[1]->Value());
+  s.purged = static_cast<std::uint64_t>(purged_->Value());
+  return s;
+}
+
 void Metrics::upstream_bytes(const std::string& upstream, std::uint64_t n) {
+  upstream_bytes_total_.fetch_add(n, std::memory_order_relaxed);
   upstream_bytes_->Add({{"upstream", upstream}}).Increment(static_cast<double>(n));
 }
 

@@ -3,6 +3,7 @@
 // set is fixed. Never carries a secret: labels are outcome, status, source, upstream, kind.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <iterator>
 #include <memory>
@@ -57,6 +58,29 @@ class Metrics {
   // by reason "enospc" | "eio" | "other".
   void disk_sync();
   void cache_write_error(const char* reason);
+  // Integrity (issue 10): bodies checked against their ETag's MD5 (or a catalog's eustore
+  // checksum) and found good or bad, by check "fill" | "verify" | "catalog"; bytes a fill's
+  // digest had to read back from the page cache (cache::OrderedDigest).
+  void integrity_verified();
+  void integrity_failure(const char* check);
+  void integrity_reread(std::uint64_t bytes);
+  // Admin: objects purged; configuration reloads by result "ok" | "failed".
+  void purged(std::uint64_t n);
+  void config_reload(bool ok);
+
+  // The numbers behind /metrics for GET /stats.
+  struct Summary {
+    std::uint64_t outcomes[7] = {};  // by Outcome
+    std::uint64_t bytes_from_cache = 0;
+    std::uint64_t bytes_from_upstream = 0;  // sent to clients while filling
+    std::uint64_t upstream_bytes = 0;       // received from upstreams
+    std::uint64_t integrity_verified = 0;
+    std::uint64_t integrity_failures = 0;
+    std::uint64_t reloads_ok = 0;
+    std::uint64_t reloads_failed = 0;
+    std::uint64_t purged = 0;
+  };
+  Summary summary() const;
 
   // Prometheus text exposition, with cache gauges refreshed from `stats`.
   std::string render(const cache::Stats& stats);
@@ -88,6 +112,14 @@ class Metrics {
   prometheus::Counter* index_errors_;
   prometheus::Family<prometheus::Counter>* write_errors_;
   prometheus::Counter* write_error_children_[3] = {};
+  prometheus::Counter* integrity_verified_;
+  prometheus::Family<prometheus::Counter>* integrity_failures_;
+  prometheus::Counter* integrity_reread_;
+  prometheus::Counter* purged_;
+  prometheus::Counter* reloads_[2] = {};  // ok, failed
+  std::atomic<std::uint64_t> outcome_counts_[7] = {};
+  std::atomic<std::uint64_t> upstream_bytes_total_{0};
+  std::atomic<std::uint64_t> integrity_failures_total_{0};
   // Children looked up once: Family::Add takes a lock and hashes labels, too slow for every
   // request. Statuses outside kStatuses go through Add.
   static constexpr int kStatuses[] = {200, 206, 304, 400, 404, 405, 412, 416, 499, 502, 504};

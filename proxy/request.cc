@@ -131,7 +131,8 @@ Request::Next Request::recv() {
       break;
     }
   }
-  auto routed = svc_.router.route(host_, path);
+  live_ = svc_.live();  // this request's configuration, to its end
+  auto routed = live_->router.route(host_, path);
   if (!routed) {
     if (routed.error().code == RouteErrc::kBadPath) {
       return synth(400, "Bad Request", "bad request path: " + routed.error().message + "\n");
@@ -143,7 +144,7 @@ Request::Next Request::recv() {
     // Refused before any upstream request: no such key can exist.
     return synth(414, "URI Too Long", "object key longer than 1024 bytes\n");
   }
-  upstream_ = &svc_.config.upstreams.at(target_.upstream);
+  upstream_ = &live_->config->upstreams.at(target_.upstream);
   cache_key_ = make_cache_key(*upstream_, target_.bucket, target_.key);
 
   range_header_ = header_or_empty(in, "Range");

@@ -116,6 +116,7 @@ class Request : public std::enable_shared_from_this<Request> {
   std::string method_;
   std::string target_uri_;
   std::string host_;
+  std::shared_ptr<const Live> live_;  // the configuration generation routing used (reload)
   Target target_;
   std::string cache_key_;
   const conf::Upstream* upstream_ = nullptr;

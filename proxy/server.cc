@@ -13,6 +13,7 @@
 #include <cstring>
 #include <thread>
 
+#include "proxy/admin.h"
 #include "proxy/request.h"
 
 namespace proxy {
@@ -56,7 +57,7 @@ conf::Result<int, std::string> listen_socket(const std::string& address, bool re
   return fd;
 }
 
-Server::Server(Services& svc) : svc_(svc) {}
+Server::Server(Services& svc, Admin* admin) : svc_(svc), admin_(admin) {}
 
 ConnLimits Server::limits() const {
   const conf::Server& c = svc_.config.server;
@@ -194,6 +195,10 @@ void Server::on_admin(Exchange& ex, void* arg) {
   Services* svc = &self->svc_;
   std::string path = ex.head().target;
   path = path.substr(0, path.find('?'));
+  if (self->admin_ != nullptr && path != "/healthz" && path != "/readyz" && path != "/metrics") {
+    self->admin_->handle(ex);
+    return;
+  }
   ResponseHeaders& out = ex.out();
   evbuffer* buf = evbuffer_new();
   int code = 200;
@@ -222,7 +227,7 @@ void Server::on_admin(Exchange& ex, void* arg) {
     }
     // Upstream health is reported, never a reason to leave the pool: stale copies and cached
     // objects still serve while Walrus is down.
-    for (const auto& [name, up] : svc->config.upstreams) {
+    for (const auto& [name, up] : svc->live()->config->upstreams) {
       const UpstreamCounts c = svc->metrics.upstream_counts(name);
       evbuffer_add_printf(buf, "upstream %s: %llu requests, %llu errors\n", name.c_str(),
                           static_cast<unsigned long long>(c.requests),

@@ -1,7 +1,7 @@
 // The HTTP front: `workers` event loops, each accepting on its own SO_REUSEPORT socket of every
 // listen address (the kernel spreads connections) into its own ConnectionSet, all counted
 // against server.max_connections; plus the admin listener (/healthz, /readyz, /metrics) on a
-// loop of its own, with its own small limits.
+// loop of its own, with its own small limits; the admin API's other calls are proxy/admin.h.
 // Threads: start()/stop() from the main thread; handlers run on their worker.
 #pragma once
 
@@ -18,9 +18,12 @@
 
 namespace proxy {
 
+class Admin;
+
 class Server {
  public:
-  explicit Server(Services& svc);
+  // `admin` answers the admin API's calls (proxy/admin.h); null: only the three below.
+  explicit Server(Services& svc, Admin* admin = nullptr);
   ~Server();
 
   // Binds every listener and starts the loops. Error text names the address that failed.
@@ -53,6 +56,7 @@ class Server {
   static constexpr int kAdminConnections = 64;
 
   Services& svc_;
+  Admin* admin_;
   std::atomic<bool> draining_{false};
   std::atomic<int> open_{0};                      // client connections of every worker
   std::vector<std::unique_ptr<Worker>> workers_;  // stable addresses: handlers hold them

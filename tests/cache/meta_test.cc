@@ -132,6 +132,28 @@ TEST(MetaTest, EveryTruncationFails) {
   }
 }
 
+TEST(MetaTest, KeyRoundTripsAndVersionOneRecordsStillDecode) {
+  Meta m = sample();
+  m.key = "http://ep\nbucket\nkey with spaces";
+  auto back = decode_meta(encode_meta(m));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->key, m.key);
+  // A version 1 record (before the key): version 1 and no key field at the end.
+  m.key.clear();
+  std::string v1 = encode_meta(m);
+  v1[0] = 1;
+  v1.resize(v1.size() - 4);  // the empty key's length prefix
+  auto old = decode_meta(v1);
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->key, "");
+  EXPECT_EQ(old->size, m.size);
+  EXPECT_EQ(old->bitmap, m.bitmap);
+  // A version 2 record must carry its key.
+  std::string cut = encode_meta(m);
+  cut.resize(cut.size() - 4);
+  EXPECT_FALSE(decode_meta(cut).has_value());
+}
+
 TEST(MetaTest, MalformedInputsFail) {
   const std::string good = encode_meta(sample());
   // Offsets of fixed fields in the encoding: version(4) generation(8) size(8) chunk_size(4).
@@ -150,7 +172,7 @@ TEST(MetaTest, MalformedInputsFail) {
   const Case cases[] = {
       {"empty", ""},
       {"trailing garbage", good + "x"},
-      {"unknown version 2", with(0, std::string("\x02\0\0\0", 4)), true},
+      {"unknown version 3", with(0, std::string("\x03\0\0\0", 4)), true},
       {"version 0", with(0, std::string("\0\0\0\0", 4))},
       {"unknown version big", with(0, "\xff\xff\xff\xff"), true},
       // The sample's bitmap is one byte 0b101 for 3 chunks of 8. Size 72 needs 9 chunks (two
@@ -159,7 +181,8 @@ TEST(MetaTest, MalformedInputsFail) {
       {"bitmap too long for size", with(kSizeAt, std::string(8, '\0'))},
       {"bits past the last chunk", with(kSizeAt, std::string("\x10\0\0\0\0\0\0\0", 8))},
       {"chunk size 0 with bytes", with(kChunkSizeAt, std::string("\0\0\0\0", 4))},
-      {"verified not a bool", good.substr(0, good.size() - 1) + "\x02"},
+      {"key longer than the record", good.substr(0, good.size() - 1) + "\x7f"},
+      {"verified not a bool", with(good.size() - 5, "\x02")},
   };
   for (const auto& c : cases) {
     EXPECT_FALSE(decode_meta(c.bytes).has_value()) << c.name;

@@ -32,7 +32,9 @@ ignore-range              strip Range from the request: the upstream answers 200
 walrus-range              206 + `Content-Range: bytes a-b/n` becomes 200 + `Content-Range: a-b/n`
 lie-length[:EXTRA]        advertise Content-Length + EXTRA (default 4096), send the real body, close
 change-etag[:VALUE]       replace the ETag (default: a different quoted 32-hex value)
-add-header:NAME:VALUE     add a response header (e.g. add-header:Vary:Accept-Encoding)"""
+add-header:NAME:VALUE     add a response header (e.g. add-header:Vary:Accept-Encoding)
+flip:OFFSET               invert the object's byte at OFFSET in every body that carries it
+                          (206 answers by their Content-Range; headers and ETag unchanged)"""
 
 HEAD_LIMIT = 1 << 20  # longest accepted request/response head
 COPY_BLOCK = 256 * 1024
@@ -42,7 +44,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "upgrade", "
 @dataclasses.dataclass(frozen=True)
 class Mode:
     kind: str
-    n: int = 0  # truncate: bytes; slow: bytes/s; lie-length: extra bytes
+    n: int = 0  # truncate: bytes; slow: bytes/s; lie-length: extra bytes; flip: offset
     delay_ms: int = 0  # slow
     value: str = ""  # change-etag
 
@@ -53,7 +55,7 @@ class Mode:
         try:
             if kind in ("pass", "down", "refuse", "stall", "ignore-range", "walrus-range") and not args:
                 return Mode(kind)
-            if kind == "truncate" and len(args) == 1:
+            if kind in ("truncate", "flip") and len(args) == 1:
                 return Mode(kind, n=int(args[0]))
             if kind == "slow" and 1 <= len(args) <= 2:
                 return Mode(kind, n=int(args[0]), delay_ms=int(args[1]) if len(args) == 2 else 0)
@@ -68,8 +70,8 @@ class Mode:
         raise ValueError(f"bad relay mode {text!r}; modes:\n{MODES}")
 
     def __str__(self) -> str:
-        if self.kind == "truncate":
-            return f"truncate:{self.n}"
+        if self.kind in ("truncate", "flip"):
+            return f"{self.kind}:{self.n}"
         if self.kind == "slow":
             return f"slow:{self.n}:{self.delay_ms}"
         if self.kind == "lie-length":
@@ -326,7 +328,14 @@ class Relay:
                 await asyncio.Event().wait()  # until stop() cancels us
             limit = mode.n if mode.kind == "truncate" else None
             rate = mode.n if mode.kind == "slow" else None
-            await self._copy_body(ureader, cwriter, length, limit, rate)
+            flip = None
+            if mode.kind == "flip" and status in (200, 206):
+                start = 0
+                cr = get_header(rheaders, "content-range") or ""
+                if status == 206 and cr.startswith("bytes ") and "-" in cr:
+                    start = int(cr[len("bytes ") :].split("-")[0])
+                flip = mode.n - start  # body offset of the byte (may be outside this body)
+            await self._copy_body(ureader, cwriter, length, limit, rate, flip)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
             pass  # a side went away: close both
         except asyncio.CancelledError:
@@ -380,9 +389,9 @@ class Relay:
         await uwriter.drain()
 
     @staticmethod
-    async def _copy_body(ureader, cwriter, length, limit, rate) -> None:
+    async def _copy_body(ureader, cwriter, length, limit, rate, flip=None) -> None:
         """Streams the response body: `length` bytes (None: until EOF), cut at `limit` bytes,
-        at most `rate` bytes/s (this connection)."""
+        at most `rate` bytes/s (this connection), the byte at body offset `flip` inverted."""
         sent = 0
         started = time.monotonic()
         block = COPY_BLOCK if not rate else max(1, min(COPY_BLOCK, rate // 20))
@@ -395,6 +404,10 @@ class Relay:
             data = await ureader.read(want)
             if not data:
                 return
+            if flip is not None and sent <= flip < sent + len(data):
+                b = bytearray(data)
+                b[flip - sent] ^= 0xFF
+                data = bytes(b)
             cwriter.write(data)
             sent += len(data)
             await cwriter.drain()

@@ -40,7 +40,7 @@ class FetchTest : public testing::Test {
     store_ = open_test_store(dir_, clock_);
     ASSERT_NE(store_, nullptr);
     table_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
-                                         std::map<std::string, Origin*>{{"up", &origin_}},
+                                         FillTable::Origins{{"up", std::shared_ptr<Origin>(&origin_, [](Origin*) {})}},
                                          FillTable::Options{dir_, 4}, clock_.clock());
     route_.ttl = std::chrono::seconds(3600);
     target_ = Target{&route_, "up", "b", "k"};

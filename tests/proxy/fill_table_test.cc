@@ -30,7 +30,7 @@ class FillTableTest : public testing::Test {
     ASSERT_NE(store_, nullptr);
     // No clients: a fill that really starts ends at once as failed, without any transfer.
     table_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
-                                         std::map<std::string, Origin*>{},
+                                         FillTable::Origins{},
                                          FillTable::Options{dir_, 4}, clock_.clock());
     target_.route = &route_;
     target_.upstream = "up";
@@ -38,6 +38,10 @@ class FillTableTest : public testing::Test {
     target_.key = "k";
   }
   void TearDown() override {
+    // Fills that really started wait on the (never started) fetch loop for their origin: run
+    // them there now, so they fail (no upstreams) and let go of their pins before the store.
+    fetch_.stop();
+    fetch_.run_pending();
     table_.reset();
     store_.reset();
     std::error_code ec;

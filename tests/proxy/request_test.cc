@@ -111,7 +111,7 @@ class RequestTest : public testing::Test {
     store_ = open_test_store(dir_, clock_);
     ASSERT_NE(store_, nullptr);
     fills_ = std::make_unique<FillTable>(fetch_, *store_, metrics_,
-                                         std::map<std::string, Origin*>{{"up", &origin_}},
+                                         FillTable::Origins{{"up", std::shared_ptr<Origin>(&origin_, [](Origin*) {})}},
                                          FillTable::Options{dir_, 4}, clock_.clock());
     svc_ = std::make_unique<Services>(config_, *store_, *fills_, metrics_, nullptr,
                                       clock_.clock());
