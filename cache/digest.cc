@@ -57,7 +57,7 @@ std::string Md5::hex() {
 }
 
 std::string md5_of_fd(int fd, std::uint64_t size,
-                      const std::function<void(std::uint64_t)>& progress) {
+                      const std::function<bool(std::uint64_t)>& progress) {
   Md5 md5;
   std::vector<char> buf(1u << 20);
   for (std::uint64_t off = 0; off < size;) {
@@ -71,8 +71,8 @@ std::string md5_of_fd(int fd, std::uint64_t size,
     }
     md5.update(buf.data(), static_cast<std::size_t>(r));
     off += static_cast<std::uint64_t>(r);
-    if (progress) {
-      progress(static_cast<std::uint64_t>(r));
+    if (progress && !progress(static_cast<std::uint64_t>(r))) {
+      return "";
     }
   }
   return md5.hex();

@@ -40,10 +40,10 @@ class Md5 {
   std::unique_ptr<Ctx> ctx_;
 };
 
-// MD5 of [0, size) of an open file, read in 1 MiB pieces; `progress(bytes)` after each. "" on a
-// read error or a short file.
+// MD5 of [0, size) of an open file, read in 1 MiB pieces; `progress(bytes)` after each, which
+// may return false to stop. "" on a read error, a short file, or a stop.
 std::string md5_of_fd(int fd, std::uint64_t size,
-                      const std::function<void(std::uint64_t)>& progress = {});
+                      const std::function<bool(std::uint64_t)>& progress = {});
 
 class OrderedDigest {
  public:

@@ -358,6 +358,8 @@ Result<std::string> parse_token(std::string_view contents, const std::string& fi
   return std::string(contents);
 }
 
+constexpr std::size_t kMaxTokenFileBytes = 4096;
+
 Result<std::string> read_admin_token(const std::string& flag, const EnvFn& env) {
   std::string file = flag;
   if (file.empty()) {
@@ -366,11 +368,20 @@ Result<std::string> read_admin_token(const std::string& flag, const EnvFn& env) 
   }
   if (file.empty()) return std::string();
   std::ifstream in(file, std::ios::binary);
-  std::ostringstream s;
-  if (!in || !(s << in.rdbuf())) {
+  if (!in) {
     return fail(Errc::kIo, "cannot read token file " + file);
   }
-  return parse_token(s.str(), file);
+  // Bounded: a token is short; /dev/zero or a wrong file must not be read whole.
+  std::string text(kMaxTokenFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) {
+    return fail(Errc::kIo, "cannot read token file " + file);
+  }
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxTokenFileBytes) {
+    return fail(Errc::kUsage, "token file " + file + " is longer than 4 KiB");
+  }
+  return parse_token(text, file);
 }
 
 // --- URLs and bodies -----------------------------------------------------------------------------

@@ -118,18 +118,35 @@ Jobs::Jobs(Services& svc) : svc_(svc) {}
 
 Jobs::~Jobs() {
   stop_.store(true);
-  std::vector<std::thread> threads;
+  std::vector<std::pair<std::shared_ptr<Job>, std::thread>> threads;
   {
     std::lock_guard lock(mu_);
     threads.swap(threads_);
   }
-  for (auto& t : threads) {
+  for (auto& [job, t] : threads) {
     t.join();
+  }
+}
+
+void Jobs::reap_locked() {
+  for (auto it = threads_.begin(); it != threads_.end();) {
+    bool done = false;
+    {
+      std::lock_guard l(it->first->mu);
+      done = it->first->v.done;
+    }
+    if (done) {
+      it->second.join();  // it has set `done` and is returning
+      it = threads_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 
 conf::Result<std::shared_ptr<Jobs::Job>, std::string> Jobs::add(const char* kind) {
   std::lock_guard lock(mu_);
+  reap_locked();
   if (running_ >= kMaxRunning) {
     return conf::unexpected("already " + std::to_string(running_) +
                             " jobs running; try again when one is done");
@@ -178,9 +195,8 @@ conf::Result<std::string, std::string> Jobs::warm_catalog(std::string catalog, s
     return conf::unexpected(job.error());
   }
   std::lock_guard lock(mu_);
-  threads_.emplace_back([this, j = *job, catalog = std::move(catalog), base = std::move(base)] {
-    run_warm(j, catalog, base);
-  });
+  threads_.emplace_back(*job, std::thread([this, j = *job, catalog = std::move(catalog),
+                                            base = std::move(base)] { run_warm(j, catalog, base); }));
   return (*job)->v.id;
 }
 
@@ -198,7 +214,7 @@ conf::Result<std::string, std::string> Jobs::warm_paths(std::vector<std::string>
     (*job)->v.objects.push_back(std::move(o));
   }
   std::lock_guard lock(mu_);
-  threads_.emplace_back([this, j = *job] { run_warm(j, "", ""); });
+  threads_.emplace_back(*job, std::thread([this, j = *job] { run_warm(j, "", ""); }));
   return (*job)->v.id;
 }
 
@@ -208,7 +224,8 @@ conf::Result<std::string, std::string> Jobs::verify(std::string prefix) {
     return conf::unexpected(job.error());
   }
   std::lock_guard lock(mu_);
-  threads_.emplace_back([this, j = *job, prefix = std::move(prefix)] { run_verify(j, prefix); });
+  threads_.emplace_back(
+      *job, std::thread([this, j = *job, prefix = std::move(prefix)] { run_verify(j, prefix); }));
   return (*job)->v.id;
 }
 
@@ -538,7 +555,11 @@ void Jobs::run_verify(const std::shared_ptr<Job>& job, std::string prefix) {
     const std::string got = cache::md5_of_fd(*fd, it.meta.size, [&](std::uint64_t n) {
       std::lock_guard l(job->mu);
       job->v.objects[i].bytes_done += n;
+      return !stop_.load();
     });
+    if (stop_.load()) {
+      break;
+    }
     ::close(*fd);
     if (got.empty()) {
       set("failed", "error", "cannot read the body");

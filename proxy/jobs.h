@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -83,11 +84,13 @@ class Jobs {
   void run_verify(const std::shared_ptr<Job>& job, std::string prefix);
   bool warm_objects(const std::shared_ptr<Job>& job);
   void finish(const std::shared_ptr<Job>& job);
+  void reap_locked();
 
   Services& svc_;
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<Job>> jobs_;  // oldest first
-  std::vector<std::thread> threads_;
+  // A thread per job; joined once its job is done (reap_locked) or at destruction.
+  std::vector<std::pair<std::shared_ptr<Job>, std::thread>> threads_;
   std::uint64_t next_id_ = 1;
   int running_ = 0;
   std::atomic<bool> stop_{false};

@@ -4,6 +4,8 @@
 #include "proxy/fetch.h"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -96,6 +98,12 @@ class FetchTest : public testing::Test {
     std::promise<void> retired;
     if (f->wait_retired([&] { retired.set_value(); })) {
       ASSERT_EQ(retired.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    }
+    // A failing fill leaves the table just before it publishes its end: wait for that too.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (f->snapshot().phase != Fill::Phase::kDone && f->snapshot().phase != Fill::Phase::kFailed) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the fill never ended";
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
 
@@ -235,6 +243,86 @@ TEST_F(FetchTest, AnswerWithAnotherRangeFailsTheFillAndLeavesNothing) {
   EXPECT_EQ(f->snapshot().phase, Fill::Phase::kFailed);
   table_->drain_disk();
   EXPECT_FALSE(store_->lookup(kKey).has_value());  // the generation is dropped whole
+}
+
+// Integrity (issue 10). kBody's MD5 is 781e5e245d69b566979b86e28d23f2c7.
+s3::HeaderList ranged_md5(const std::string& cr, std::size_t length, const char* etag) {
+  return {{"Content-Range", cr}, {"Content-Length", std::to_string(length)}, {"ETag", etag}};
+}
+constexpr const char* kGoodEtag = "\"781e5e245d69b566979b86e28d23f2c7\"";
+
+TEST_F(FetchTest, BodyMatchingItsMd5EtagIsVerifiedAndItsLastByteHeldUntilThen) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  answer(0, 206, ranged_md5("bytes 0-3/10", 4, kGoodEtag), "0123");
+  ASSERT_NE(origin_.request(2), nullptr);
+  // The last chunk arrives first: its bytes are readable, but not the object's last byte.
+  answer(2, 206, ranged_md5("bytes 8-9/10", 2, kGoodEtag), "89");
+  EXPECT_EQ(f->available_from(8), 1u);
+  EXPECT_EQ(f->available_from(0), 4u);
+  answer(1, 206, ranged_md5("bytes 4-7/10", 4, kGoodEtag), "4567");
+  wait_end(f);
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kDone);
+  EXPECT_EQ(f->available_from(0), 10u);
+  table_->drain_disk();
+  auto m = store_->lookup(kKey);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->complete());
+  EXPECT_TRUE(m->verified);
+  EXPECT_EQ(metrics_.summary().integrity_verified, 1u);
+}
+
+TEST_F(FetchTest, BodyNotMatchingItsMd5EtagFailsNeverCompletesAndLeavesNothing) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  answer(0, 206, ranged_md5("bytes 0-3/10", 4, kGoodEtag), "0123");
+  ASSERT_NE(origin_.request(2), nullptr);
+  answer(1, 206, ranged_md5("bytes 4-7/10", 4, kGoodEtag), "4X67");  // one byte flipped
+  EXPECT_EQ(f->available_from(0), 8u);
+  answer(2, 206, ranged_md5("bytes 8-9/10", 2, kGoodEtag), "89");
+  wait_end(f);
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kFailed);
+  EXPECT_EQ(f->available_from(9), 0u) << "the last byte was never readable";
+  table_->drain_disk();
+  EXPECT_FALSE(store_->lookup(kKey).has_value());
+  EXPECT_EQ(metrics_.summary().integrity_failures, 1u);
+}
+
+TEST_F(FetchTest, MultipartEtagIsNotCheckedAndNothingIsHeldBack) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  const char* multi = "\"781e5e245d69b566979b86e28d23f2c7-2\"";
+  answer(0, 206, ranged_md5("bytes 0-3/10", 4, multi), "0123");
+  ASSERT_NE(origin_.request(2), nullptr);
+  answer(2, 206, ranged_md5("bytes 8-9/10", 2, multi), "89");
+  EXPECT_EQ(f->available_from(8), 2u);
+  answer(1, 206, ranged_md5("bytes 4-7/10", 4, multi), "4X67");
+  wait_end(f);
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kDone);
+  table_->drain_disk();
+  auto m = store_->lookup(kKey);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->complete());
+  EXPECT_FALSE(m->verified);
+}
+
+TEST_F(FetchTest, AbandonedFillStopsLeavesTheTableAndRemovesItsGeneration) {
+  bool joined = false;
+  FillPtr f = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  answer(0, 206, ranged("bytes 0-3/10", 4), "0123");
+  ASSERT_NE(origin_.request(2), nullptr);
+  EXPECT_TRUE(table_->abandon(kKey));
+  EXPECT_FALSE(table_->abandon(kKey)) << "it left the table at once";
+  wait_end(f);
+  EXPECT_EQ(f->snapshot().phase, Fill::Phase::kFailed);
+  EXPECT_TRUE(*origin_.request(1)->cancelled);
+  EXPECT_TRUE(*origin_.request(2)->cancelled);
+  table_->drain_disk();
+  EXPECT_FALSE(store_->lookup(kKey).has_value());
+  // The next request starts a new fill.
+  FillPtr again = table_->acquire(kKey, target_, FillSeed{}, 0, &joined);
+  EXPECT_FALSE(joined);
+  EXPECT_NE(again, f);
 }
 
 }  // namespace
