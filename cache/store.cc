@@ -452,6 +452,47 @@ Result<void> Store::remove_impl(std::string_view key, std::optional<std::uint64_
   return {};
 }
 
+Result<std::size_t> Store::remove_many(const std::vector<std::string>& keys) {
+  Impl& d = *impl_;
+  struct Gone {
+    std::string hash;
+    std::uint64_t generation;
+    std::uint64_t size;
+  };
+  std::vector<Gone> gone;
+  {
+    std::lock_guard lock(d.write_mu);
+    auto r = d.in_write_txn([&](lmdb::Txn& txn) -> Result<void> {
+      for (const std::string& key : keys) {
+        std::string hash = key_hash(key);
+        auto cur = d.index.get(txn, hash);
+        if (!cur) {
+          return pass(std::move(cur));
+        }
+        if (!*cur) {
+          continue;
+        }
+        if (auto e = d.index.erase(txn, hash, (*cur)->accessed_at); !e) {
+          return pass(std::move(e));
+        }
+        gone.push_back(Gone{std::move(hash), (*cur)->generation, (*cur)->size});
+      }
+      return {};
+    });
+    if (!r) {
+      return pass(std::move(r));
+    }
+    for (const Gone& g : gone) {
+      d.accounting.removed(g.size);
+      d.stamps.bump(g.hash);
+    }
+  }
+  for (const Gone& g : gone) {
+    d.files.unlink(g.hash, g.generation);
+  }
+  return gone.size();
+}
+
 Result<Store::Page> Store::list(std::string_view after, std::size_t limit,
                                 const std::function<bool(const Meta&)>& match,
                                 std::size_t max_scan) const {

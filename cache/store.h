@@ -143,6 +143,9 @@ class Store {
   Result<void> remove(std::string_view key);
   // remove() of that generation only: kStale when the key now has another one.
   Result<void> remove(std::string_view key, std::uint64_t generation);
+  // remove() of many keys in one transaction and one commit (a purge by prefix); keys without
+  // a record are skipped. Returns how many were removed. Errors: kIndex (nothing removed).
+  Result<std::size_t> remove_many(const std::vector<std::string>& keys);
 
   // A page of the index in hash order, for listings and bulk work: the records after `after` (a
   // cursor from a previous page's `next`; "" starts at the beginning) that `match` accepts, at

@@ -313,9 +313,23 @@ void Admin::handle(Exchange& ex) {
           keys.push_back(key);
         }
       }
+      // Fills in flight are abandoned, then every record goes in one commit per 1000.
+      std::uint64_t abandoned_only = 0;
       for (const std::string& key : keys) {
-        purged += purge_object(svc_, key);
+        abandoned_only += svc_.fills.abandon(key) && !svc_.store.lookup(key) ? 1 : 0;
       }
+      for (std::size_t i = 0; i < keys.size(); i += 1000) {
+        const std::vector<std::string> batch(
+            keys.begin() + static_cast<std::ptrdiff_t>(i),
+            keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), i + 1000)));
+        auto removed = svc_.store.remove_many(batch);
+        if (!removed) {
+          return send_error(ex, 503, "cannot purge: " + removed.error().message);
+        }
+        purged += *removed;
+      }
+      purged += abandoned_only;
+      svc_.metrics.purged(purged);
     }
     spdlog::info("admin: purged {} object(s) ({}{})", purged, one.empty() ? "prefix " : "",
                  s3::printable(one.empty() ? prefix : one));
@@ -338,6 +352,9 @@ void Admin::handle(Exchange& ex) {
           return send_error(ex, 400, "\"paths\" must be an array of strings");
         }
         paths.push_back(p.get<std::string>());
+      }
+      if (paths.empty() || paths.size() > Jobs::kMaxObjects) {
+        return send_error(ex, 400, "\"paths\" must name 1 to 100000 paths");
       }
       id = jobs_->warm_paths(std::move(paths));
     } else {

@@ -41,7 +41,7 @@ if [ "${TUSK_SKIP_TSAN:-0}" != 1 ]; then
   # it runs in the two passes above.
   TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_SANITIZER=tsan PYTHONDONTWRITEBYTECODE=1 \
     /usr/bin/python3 -m pytest -x -q -p no:cacheprovider --basetemp="$PWD/build-tsan/pytest-tmp" \
-    tests/integration/test_fill.py -k "not two_hundred_slow_readers"
+    tests/integration/test_fill.py tests/integration/test_admin.py -k "not two_hundred_slow_readers"
 fi
 if [ "${TUSK_SKIP_FUZZ:-0}" != 1 ]; then
   # Only the fuzz targets and the libraries they link are built here (`fuzz` target), not the

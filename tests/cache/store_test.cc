@@ -776,5 +776,29 @@ TEST_F(StoreTest, RemoveOfAGenerationLeavesANewerOneAlone) {
   EXPECT_EQ(s.remove("k", second->meta.generation).error().code, Errc::kNotFound);
 }
 
+TEST_F(StoreTest, RemoveManyDropsEveryNamedRecordInOneCommit) {
+  Store& s = open();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 5; ++i) {
+    Meta m;
+    m.size = 3;
+    keys.push_back("k" + std::to_string(i));
+    auto c = s.create(keys.back(), m);
+    ASSERT_TRUE(c.has_value());
+    ::close(c->fd);
+  }
+  const std::uint64_t commits = s.stats().commits;
+  auto r = s.remove_many({"k0", "k2", "absent", "k4"});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(*r, 3u);
+  EXPECT_EQ(s.stats().commits, commits + 1);
+  EXPECT_EQ(s.stats().objects, 2u);
+  EXPECT_EQ(s.stats().bytes, 6u);
+  EXPECT_FALSE(s.lookup("k0").has_value());
+  EXPECT_TRUE(s.lookup("k1").has_value());
+  EXPECT_TRUE(s.lookup("k3").has_value());
+  EXPECT_EQ(*s.remove_many({}), 0u);
+}
+
 }  // namespace
 }  // namespace cache

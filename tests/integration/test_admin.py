@@ -11,12 +11,12 @@ import random
 import socket
 import threading
 import time
-from pathlib import Path
 
 import requests
 
 import harness
 from harness import wait_until
+from util import raw_request
 
 MiB = 1 << 20
 TOKEN = "s3cr3t-admin-token-for-tests"
@@ -111,6 +111,36 @@ def test_token_rules(rgw, bucket, make_tuskd):
     assert r.status_code == 405 and "DELETE" in r.headers["Allow"]
     assert admin(t, "GET", "/nope").status_code == 404
     assert TOKEN not in t.log()
+
+
+def test_bad_admin_inputs_get_clear_errors(rgw, bucket, make_tuskd):
+    b = bucket()
+    put(rgw, b, "catalog.json", b"this is not json")
+    t = with_token(make_tuskd, b)
+    # A malformed escape, sent raw (requests would re-encode it).
+    status, _, body = raw_request(
+        t.admin_port, f"GET /objects?prefix=%zz HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n".encode())
+    assert status == 400 and b"percent-escape" in body
+    for path, code in (("/objects?limit=abc", 400),
+                       ("/objects?limit=1001", 400), ("/warm/../../etc", 404),
+                       ("/verify/v0", 404)):
+        r = admin(t, "GET", path)
+        assert r.status_code == code and r.json()["error"], (path, r.status_code, r.text)
+    for body in (b"[1, 2]", b"{\"paths\": []}", b"{\"paths\": [1]}", b"{\"catalog\": 5}",
+                 b"\xff\xfe", b"{" * 10000):
+        r = admin(t, "POST", "/warm", data=body)
+        assert r.status_code == 400 and r.json()["error"], (body[:20], r.text)
+    r = admin(t, "POST", "/warm", data=b"x" * (70 * 1024))
+    assert r.status_code == 413
+    # A catalog that is not a catalog fails the job, clearly.
+    job = wait_job(t, "warm", admin(t, "POST", "/warm", json={"catalog": "/catalog.json"})
+                   .json()["id"])
+    assert "not a eustore catalog" in job["error"] and job["errors"] == 1
+    job = wait_job(t, "warm", admin(t, "POST", "/warm", json={"catalog": "/nowhere.json"})
+                   .json()["id"])
+    assert job["error"] and job["errors"] >= 1
+    assert requests.get(t.admin_url + "/readyz", timeout=5).status_code == 200
 
 
 def test_without_a_token_file_mutating_calls_are_refused(rgw, bucket, make_tuskd):

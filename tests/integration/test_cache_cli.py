@@ -334,7 +334,7 @@ def test_paths_as_ls_prints_them_round_trip(rgw, bucket, make_tuskd):
             (path, show(p))
     p = tusk(*base, "warm", *by_path)
     assert p.returncode == 0, show(p)
-    assert re.fullmatch(rf"warm w\d+: 6 objects, \d+ B: 6 cached\n", p.stdout), show(p)
+    assert re.fullmatch(r"warm w\d+: 6 objects, \d+ B: 6 cached\n", p.stdout), show(p)
     for path in by_path:
         assert f"done {path} " in p.stderr, (path, show(p))
     p = tusk(*base, "verify", "/images/pct%25")
