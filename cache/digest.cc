@@ -126,6 +126,35 @@ void OrderedDigest::feed(std::uint64_t off, const char* p, std::size_t n) {
   ahead_.emplace(off, std::string(p, n));
 }
 
+void OrderedDigest::feed_reserved(std::uint64_t off, std::string&& bytes) {
+  const auto give_back = [&](std::size_t n) {
+    if (budget_ != nullptr) {
+      budget_->fetch_add(static_cast<std::int64_t>(n));
+    }
+  };
+  const std::size_t n = bytes.size();
+  if (off + n <= frontier_ || off + n > size_) {
+    give_back(n);
+    return;
+  }
+  if (off <= frontier_) {
+    const std::size_t skip = static_cast<std::size_t>(frontier_ - off);
+    hash(bytes.data() + skip, n - skip);
+    give_back(n);
+    consume_held();
+    return;
+  }
+  held_ += n;
+  if (auto it = ahead_.lower_bound(off); it != ahead_.begin()) {
+    --it;
+    if (it->first + it->second.size() == off) {
+      it->second.append(bytes);
+      return;
+    }
+  }
+  ahead_.emplace(off, std::move(bytes));
+}
+
 void OrderedDigest::consume_held() {
   while (!ahead_.empty()) {
     auto it = ahead_.begin();

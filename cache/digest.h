@@ -59,6 +59,9 @@ class OrderedDigest {
 
   // Bytes [off, off + n) were just written.
   void feed(std::uint64_t off, const char* p, std::size_t n);
+  // The same for bytes the caller has already charged to the budget: they are held without a
+  // second charge, or hashed (or dropped) and their charge given back.
+  void feed_reserved(std::uint64_t off, std::string&& bytes);
   // Every byte of [frontier, end) is written: hash up to `end`, from memory where held, else
   // through `read`. False when a read failed (the digest is then unusable).
   bool catch_up(std::uint64_t end, const Reader& read);

@@ -140,6 +140,9 @@ void Fetch::drive() {
       case Step::kRefresh:
         next = refresh();
         break;
+      case Step::kVerify:
+        next = verify();
+        break;
       case Step::kDone:
         end(Fill::Phase::kDone, false, std::nullopt, /*leave_after_disk=*/true);
         next = Next::kDone;
@@ -256,9 +259,9 @@ Fetch::Next Fetch::chunks() {
     launch_chunk(c);
   }
   if (segments_.empty()) {
-    // Complete, or (prefetch none) nothing more asked for: the fill is over. A later client
-    // that needs more starts a new fill from the partial entry.
-    step_ = Step::kDone;
+    // Complete (then checked), or (prefetch none) nothing more asked for: the fill is over. A
+    // later client that needs more starts a new fill from the partial entry.
+    step_ = Step::kVerify;
     return Next::kContinue;
   }
   return Next::kPark;
@@ -282,7 +285,7 @@ Fetch::Next Fetch::whole() {
     send(seg);
   }
   if (segments_.empty()) {
-    step_ = Step::kDone;
+    step_ = Step::kVerify;
     return Next::kContinue;
   }
   return Next::kPark;
@@ -534,9 +537,7 @@ bool Fetch::on_data(Segment* seg, std::span<const char> data) {
       if (filled_[c] == chunk_len(c)) {
         state_[c] = kDone;
         owner_[c] = nullptr;
-        if (!chunk_written(c)) {
-          return false;
-        }
+        chunk_written(c);
       }
     }
     pos += n;

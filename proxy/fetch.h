@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -70,6 +71,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
     kChunks,      // ranged GETs of missing chunks, urgent ones first, fill.parallel at a time
     kWhole,       // one sequential GET of the whole object (the upstream ignores Range)
     kRefresh,     // the 304's headers merged into the stored entry
+    kVerify,      // every byte written: wait for the integrity verdict (hasher thread)
     kDone,
   };
   Step step() const { return step_; }
@@ -96,13 +98,13 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   bool write_at(const char* p, std::uint64_t n, std::uint64_t off);
   bool spill_to_memory(int err);
   void queue_mark(std::uint64_t c);
-  // Integrity (cache/digest.h): bytes are hashed as they are written; when the last chunk is
-  // complete the digest is compared with the ETag's MD5 before that chunk is marked, so an
-  // object is never complete in the index unverified. chunk_written: chunk c has all its bytes;
-  // false after failing the fill on a mismatch.
+  // Integrity (cache/digest.h, on the hasher thread): bytes are hashed as they are written;
+  // when the last chunk is complete the digest is compared with the ETag's MD5 (Step::kVerify)
+  // before that chunk is marked, so an object is never complete in the index unverified.
   bool start_digest();  // true when this fill checks its body (and holds back the last byte)
   void digest_written(std::uint64_t off, const char* p, std::uint64_t n);
-  bool chunk_written(std::uint64_t c);
+  void chunk_written(std::uint64_t c);  // chunk c has all its bytes: mark it (or keep it)
+  Next verify();
 
   // Requests and their answers.
   // A new request; sent at once unless it must claim chunks first (kRange, kResume).
@@ -156,8 +158,19 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   std::uint64_t prefetch_cursor_ = 0;
   std::list<std::unique_ptr<Segment>> segments_;
   s3::HeaderList not_modified_headers_;
-  std::string expect_md5_;                       // the ETag's MD5; "" when unverifiable
-  std::unique_ptr<cache::OrderedDigest> digest_;  // while the body is being checked
+  std::string expect_md5_;  // the ETag's MD5; "" when unverifiable
+  // The digest lives on the hasher thread once created (its closures share it).
+  std::shared_ptr<cache::OrderedDigest> digest_;
+  std::uint64_t prefix_chunks_ = 0;  // chunks [0, prefix_chunks_) are all written
+  std::uint64_t digest_end_ = 0;     // the digest was told it may go this far
+  bool verifying_ = false;           // every byte written; final_chunk_ waits for the verdict
+  std::uint64_t final_chunk_ = 0;
+  struct DigestVerdict {
+    bool read_ok = false;
+    std::string md5;
+    std::uint64_t reread = 0;
+  };
+  std::optional<DigestVerdict> verdict_;
 
   // Coalesced wake-ups (Fill::wait): clients left waiting with bytes to read are woken by a
   // one-shot timer at most kWakeDelayMs later.

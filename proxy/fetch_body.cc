@@ -202,40 +202,46 @@ void Fetch::install_head(std::shared_ptr<ObjectHead> obj, BodyFilePtr body,
 // ---------------------------------------------------------------- integrity
 
 // A stored object with a single-part MD5 ETag that this fill will fetch whole is checked: its
-// bytes are hashed as written, and its last byte is held back from clients until the check
-// passed. With `prefetch: none` a fill may never see every byte: such objects stay unverified
-// (POST /verify checks them once complete).
+// bytes are hashed on the hasher thread (proxy/hasher.h) as they are written, and its last byte
+// is held back from clients until the check passed (Step::kVerify). With `prefetch: none` a
+// fill may never see every byte: such objects stay unverified (POST /verify checks them).
 bool Fetch::start_digest() {
   digest_.reset();
+  verdict_.reset();
+  verifying_ = false;
+  prefix_chunks_ = 0;
   expect_md5_ = cache::md5_of_etag(head_->etag);
   if (!head_->stored || expect_md5_.empty() || head_->size == 0 ||
       route_.prefetch != conf::Prefetch::kWhole) {
     return false;
   }
-  digest_ = std::make_unique<cache::OrderedDigest>(head_->size, &table_.digest_budget_);
+  digest_ = std::make_shared<cache::OrderedDigest>(head_->size, &table_.hasher_.budget());
   return true;
 }
 
 void Fetch::digest_written(std::uint64_t off, const char* p, std::uint64_t n) {
-  if (digest_) {
-    digest_->feed(off, p, static_cast<std::size_t>(n));
+  if (!digest_) {
+    return;
   }
+  // A copy for the hasher while the budget allows; otherwise it reads the bytes back later.
+  auto& budget = table_.hasher_.budget();
+  const auto want = static_cast<std::int64_t>(n);
+  if (budget.fetch_sub(want) < want) {
+    budget.fetch_add(want);
+    return;
+  }
+  table_.hasher_.post([d = digest_, off, bytes = std::string(p, n)]() mutable {
+    d->feed_reserved(off, std::move(bytes));
+  });
 }
 
-bool Fetch::chunk_written(std::uint64_t c) {
-  if (!digest_) {
-    queue_mark(c);
-    return true;
-  }
-  // Every byte up to the end of the run of complete chunks at the frontier is written.
-  std::uint64_t end = digest_->frontier();
-  for (std::uint64_t k = end / cs_; k < chunks_ && state_[k] == kDone; ++k) {
-    end = std::min(head_->size, (k + 1) * cs_);
-  }
-  const int fd = fill_->body()->fd();
-  const bool read_ok = digest_->catch_up(end, [fd](std::uint64_t off, char* buf, std::size_t n) {
+namespace {
+
+// pread of a body file for a digest catching up (bytes the budget did not copy).
+cache::OrderedDigest::Reader read_back(BodyFilePtr body) {
+  return [body = std::move(body)](std::uint64_t off, char* buf, std::size_t n) {
     while (n > 0) {
-      const ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(off));
+      const ssize_t r = ::pread(body->fd(), buf, n, static_cast<off_t>(off));
       if (r < 0 && errno == EINTR) {
         continue;
       }
@@ -247,39 +253,90 @@ bool Fetch::chunk_written(std::uint64_t c) {
       off += static_cast<std::uint64_t>(r);
     }
     return true;
+  };
+}
+
+}  // namespace
+
+void Fetch::chunk_written(std::uint64_t c) {
+  if (!digest_) {
+    queue_mark(c);
+    return;
+  }
+  while (prefix_chunks_ < chunks_ && state_[prefix_chunks_] == kDone) {
+    ++prefix_chunks_;
+  }
+  if (prefix_chunks_ < chunks_) {
+    queue_mark(c);
+    // The run of complete chunks from the start is written: the digest may go that far
+    // (reading back what it was not given), which frees what it holds ahead.
+    const std::uint64_t end = prefix_chunks_ * cs_;
+    if (end > digest_end_) {
+      digest_end_ = end;
+      table_.hasher_.post([d = digest_, end, read = read_back(fill_->body())] {
+        (void)d->catch_up(end, read);  // a failed read shows in the final check
+      });
+    }
+    return;
+  }
+  // Every byte is written. The chunk that completes the object is marked only after the
+  // verdict (Step::kVerify): the index never holds it complete and unchecked.
+  final_chunk_ = c;
+  verifying_ = true;
+  std::weak_ptr<Fetch> weak = weak_from_this();
+  table_.hasher_.post([d = digest_, size = head_->size, read = read_back(fill_->body()), weak,
+                       loop = &table_.fetch_] {
+    DigestVerdict v;
+    v.read_ok = d->catch_up(size, read) && d->complete();
+    v.md5 = v.read_ok ? d->hex() : "";
+    v.reread = d->reread_bytes();
+    loop->post([weak, v] {
+      if (auto self = weak.lock(); self && !self->ended_ && self->verifying_) {
+        self->verdict_ = v;
+        self->drive();
+      }
+    });
   });
-  if (!read_ok) {
-    // The body cannot be read back: it stays unverified rather than failing the fill.
-    spdlog::error("integrity: cannot read back the body of {} to hash it: {}", object_,
-                  std::strerror(errno));
-    digest_.reset();
-    fill_->release_tail();
-    queue_mark(c);
-    return true;
+}
+
+// ---------------------------------------------------------------- Verify
+
+Fetch::Next Fetch::verify() {
+  if (!verifying_) {
+    step_ = Step::kDone;
+    return Next::kContinue;
   }
-  if (!digest_->complete()) {
-    queue_mark(c);
-    return true;
+  if (!verdict_) {
+    return Next::kPark;  // the hasher is still at it
   }
-  const std::string got = digest_->hex();
-  table_.metrics_.integrity_reread(digest_->reread_bytes());
+  const DigestVerdict v = *verdict_;
+  verifying_ = false;
+  verdict_.reset();
   digest_.reset();
-  if (got != expect_md5_) {
+  table_.metrics_.integrity_reread(v.reread);
+  if (!v.read_ok) {
+    // The body cannot be read back: it stays unverified rather than failing the fill.
+    spdlog::error("integrity: cannot read back the body of {} to hash it", object_);
+  } else if (v.md5 != expect_md5_) {
     // Nobody got the whole body (its last byte is held back); the chunk that would complete it
     // is never marked, and failing drops the generation.
     table_.metrics_.integrity_failure("fill");
     spdlog::error("integrity: {} from upstream '{}' has MD5 {} but its ETag says {}: purged",
-                  object_, upstream_, got, expect_md5_);
+                  object_, upstream_, v.md5, expect_md5_);
     fail(local_error("integrity check failed: the body's MD5 does not match its ETag"));
-    return false;
+    return Next::kDone;
+  } else {
+    table_.metrics_.integrity_verified();
   }
-  queue_mark(c);
-  table_.metrics_.integrity_verified();
-  table_.disk_.post([store = &table_.store_, key = fill_->cache_key(), gen = generation_] {
-    (void)store->set_verified(key, gen);
-  });
+  queue_mark(final_chunk_);
+  if (v.read_ok) {
+    table_.disk_.post([store = &table_.store_, key = fill_->cache_key(), gen = generation_] {
+      (void)store->set_verified(key, gen);
+    });
+  }
   fill_->release_tail();
-  return true;
+  step_ = Step::kDone;
+  return Next::kContinue;
 }
 
 bool Fetch::write_at(const char* const data, const std::uint64_t len, const std::uint64_t at) {

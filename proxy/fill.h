@@ -28,6 +28,7 @@
 #include "proxy/fetch_rules.h"
 #include "proxy/body_file.h"
 #include "proxy/freshness.h"
+#include "proxy/hasher.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
 #include "proxy/range_mode.h"
@@ -237,9 +238,10 @@ class FillTable {
   void set_origins(Origins origins);
   void set_parallel(int parallel) { parallel_.store(std::max(1, parallel)); }
 
-  // The bytes every fill's integrity digest may hold in memory ahead of its frontier (see
-  // cache::OrderedDigest); beyond it they are read back from the page cache.
-  static constexpr std::int64_t kDigestBudget = 256ll << 20;
+  // The bytes the fills' integrity digests may have in memory (copies queued for the hasher
+  // and pieces held ahead of a digest's frontier); beyond it they are read back from the page
+  // cache (cache::OrderedDigest).
+  static constexpr std::int64_t kDigestBudget = 64ll << 20;
   RangeMode range_mode(const std::string& upstream) const;
 
  private:
@@ -253,7 +255,7 @@ class FillTable {
   std::map<std::string, std::shared_ptr<Origin>> origins_;  // touched on the fetch loop only
   std::string spool_dir_;
   std::atomic<int> parallel_;
-  std::atomic<std::int64_t> digest_budget_{kDigestBudget};
+
   std::uint64_t memory_spill_;
   conf::Clock clock_;
   mutable std::mutex mu_;
@@ -261,6 +263,7 @@ class FillTable {
   RangeModes modes_;  // under mu_
   // Fetches keep themselves alive here until they end; touched only on the fetch thread.
   std::set<std::shared_ptr<Fetch>> fetches_;
+  Hasher hasher_{kDigestBudget};  // the fills' integrity digests (proxy/hasher.h)
   // Last: destroyed first, its thread runs what is still queued (fills leaving the table)
   // while the table's members are all alive.
   DiskQueue disk_;

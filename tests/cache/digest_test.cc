@@ -123,6 +123,33 @@ TEST(DigestTest, OverlappingAndRepeatedFeedsCountOnce) {
   EXPECT_EQ(d.hex(), md5_of(data));
 }
 
+// The hasher's path: copies charged to the budget before they reach the digest.
+TEST(DigestTest, ReservedFeedsKeepTheirChargeWhileHeldAndGiveItBack) {
+  std::string data(10'000, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    data[i] = static_cast<char>(i * 7);
+  }
+  std::atomic<std::int64_t> budget{100'000};
+  {
+    OrderedDigest d(data.size(), &budget);
+    auto give = [&](std::size_t off, std::size_t n) {
+      budget -= static_cast<std::int64_t>(n);  // what the fetch loop charges for its copy
+      d.feed_reserved(off, data.substr(off, n));
+    };
+    give(6000, 4000);  // ahead: held, still charged
+    EXPECT_EQ(d.held_bytes(), 4000u);
+    EXPECT_EQ(budget.load(), 96'000);
+    give(0, 3000);  // at the frontier: hashed, given back
+    EXPECT_EQ(budget.load(), 96'000);
+    give(1000, 1000);  // behind the frontier: given back
+    give(3000, 3000);  // closes the gap: everything hashed, everything given back
+    EXPECT_TRUE(d.complete());
+    EXPECT_EQ(budget.load(), 100'000);
+    EXPECT_EQ(d.hex(), md5_of(data));
+  }
+  EXPECT_EQ(budget.load(), 100'000);
+}
+
 TEST(DigestTest, AFailedReadBackIsReported) {
   std::atomic<std::int64_t> budget{0};
   OrderedDigest d(10, &budget);
