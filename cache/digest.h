@@ -4,10 +4,11 @@
 //
 // OrderedDigest hashes an object whose bytes arrive out of order (fill.parallel ranged GETs at
 // once, the chunk a client asked for first) in one pass and in order, without reading the file
-// again in the common case: bytes written at the frontier are hashed from the network buffer at
-// once; bytes ahead of it are copied into memory while a process-wide budget allows and hashed
-// when the frontier reaches them. Only what the budget refused is read back from the body file
-// (the page cache: it was written moments ago), counted in reread_bytes(). Single-threaded.
+// again in the common case: bytes given at the frontier are hashed at once; bytes ahead of it
+// are held in memory while a process-wide budget allows and hashed when the frontier reaches
+// them. Only what the budget refused is read back from the body file (the page cache: it was
+// written moments ago), counted in reread_bytes(). Single-threaded: a fill's digest runs on
+// the hasher thread (proxy/hasher.h).
 #pragma once
 
 #include <atomic>
