@@ -143,6 +143,15 @@ def test_bad_admin_inputs_get_clear_errors(rgw, bucket, make_tuskd):
     assert requests.get(t.admin_url + "/readyz", timeout=5).status_code == 200
 
 
+def test_an_unreadable_token_file_stops_tuskd_from_starting(rgw, bucket, make_tuskd):
+    t = make_tuskd(bucket(), start=False)
+    t.config["admin"]["token_file"] = str(t.workdir / "no-such.token")
+    t.expected_rc = 1
+    t.start(wait=None)
+    assert t.proc.wait(timeout=20) == 1
+    assert "cannot read admin.token_file" in t.log()
+
+
 def test_without_a_token_file_mutating_calls_are_refused(rgw, bucket, make_tuskd):
     b = bucket()
     t = make_tuskd(b)
