@@ -530,13 +530,29 @@ Done read_log(const Value& v, const Context& ctx, Log& out) {
                 if (auto r = set_string(f, out.access_log); !r) {
                   return r;
                 }
-                if (out.access_log != "off") {
+                if (out.access_log != "off" && out.access_log != "stdout") {
                   out.access_log = resolve(ctx.base_dir, out.access_log);
+                }
+                return {};
+              }},
+             {"format",
+              [&](const Value& f) -> Done {
+                std::string text;
+                if (auto r = set_string(f, text); !r) {
+                  return r;
+                }
+                if (text == "combined") {
+                  out.format = LogFormat::kCombined;
+                } else if (text == "json") {
+                  out.format = LogFormat::kJson;
+                } else {
+                  return unexpected(f.fail("expected combined or json, got " + in_quotes(text)));
                 }
                 return {};
               }},
          });
 }
+
 
 // Checks scheme and shape and drops trailing slashes so request paths can be appended. Messages
 // never echo an endpoint carrying credentials.
@@ -757,6 +773,66 @@ Done read_upstreams(const Value& v, const Context& ctx, std::map<std::string, Up
   return {};
 }
 
+Done read_peers(const Value& v, Peers& out) {
+  Value members{YAML::Node(), YAML::Mark::null_mark(), child_path(v.path, "members")};
+  bool have_members = false;
+  auto seen = read_fields(
+      v, {{"self", [&](const Value& f) { return set_nonempty_string(f, out.self); }},
+          {"members",
+           [&](const Value& f) -> Done {
+             members = f;
+             have_members = true;
+             return {};
+           }},
+          {"connect_timeout",
+           [&](const Value& f) { return set_millis(f, Zero::kRejected, out.connect_timeout); }},
+          {"down_for", [&](const Value& f) { return set_seconds(f, Zero::kRejected, out.down_for); }}});
+  if (!seen) {
+    return unexpected(seen.error());
+  }
+  if (v.node.IsNull()) {
+    return {};
+  }
+  if (auto r = require(v, *seen, "self"); !r) {
+    return r;
+  }
+  if (auto r = require(v, *seen, "members"); !r) {
+    return r;
+  }
+  if (!members.node.IsMap() || members.node.size() == 0) {
+    return unexpected(members.fail("expected a map of peer names to base URLs, got " +
+                                   describe(members.node)));
+  }
+  for (auto it = members.node.begin(); it != members.node.end(); ++it) {
+    const YAML::Node key = it->first;
+    if (!key.IsScalar() || key.Scalar().empty()) {
+      return unexpected(fault_at(key.Mark(), "peers.members: names must be non-empty strings"));
+    }
+    const std::string& name = key.Scalar();
+    if (out.members.count(name) != 0) {
+      return unexpected(fault_at(key.Mark(), "duplicate peer " + in_quotes(name)));
+    }
+    Value url{it->second, it->second.Mark(), "peers.members." + name};
+    std::string text;
+    if (auto r = set_nonempty_string(url, text); !r) {
+      return r;
+    }
+    auto normal = normalize_endpoint(text);
+    if (!normal) {
+      return unexpected(url.fail(normal.error()));
+    }
+    if (normal->find('/', normal->find("://") + 3) != std::string::npos) {
+      return unexpected(url.fail("a peer URL is scheme://host:port without a path, got " +
+                                 in_quotes(*normal)));
+    }
+    out.members.emplace(name, std::move(*normal));
+  }
+  if (out.members.count(out.self) == 0) {
+    return unexpected(v.fail("self " + in_quotes(out.self) + " is not one of the members"));
+  }
+  return {};
+}
+
 Done check_route_path(const Value& v, std::string& out) {
   if (auto r = set_string(v, out); !r) {
     return r;
@@ -901,7 +977,8 @@ Check<Config> read_config(const YAML::Node& root, const Context& ctx) {
   // with server), whatever their order in the file.
   std::map<std::string, Value> sections;
   std::vector<Field> fields;
-  for (std::string_view name : {"server", "admin", "cache", "fill", "log", "upstreams", "routes"}) {
+  for (std::string_view name :
+       {"server", "admin", "cache", "fill", "log", "peers", "upstreams", "routes"}) {
     fields.push_back({name, [&sections, name](const Value& f) -> Done {
                         sections.emplace(std::string(name), f);
                         return {};
@@ -929,6 +1006,9 @@ Check<Config> read_config(const YAML::Node& root, const Context& ctx) {
     return unexpected(r.error());
   }
   if (r = read_log(section("log"), ctx, config.log); !r) {
+    return unexpected(r.error());
+  }
+  if (r = read_peers(section("peers"), config.peers); !r) {
     return unexpected(r.error());
   }
   if (r = read_upstreams(section("upstreams"), ctx, config.upstreams); !r) {

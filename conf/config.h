@@ -89,9 +89,24 @@ struct Fill {
   std::uint64_t memory_spill = 1ull << 30;
 };
 
+enum class LogFormat { kCombined, kJson };
+
 struct Log {
   std::string level = "info";  // trace|debug|info|warn|error
   std::string access_log;      // empty: access log to stderr via the logger; "off": none
+  LogFormat format = LogFormat::kCombined;  // of the access log: combined | json
+};
+
+// A fleet of edges that fill from each other (issue 11). Every edge has the same `members`;
+// `self` names this one. An object's owner is chosen by rendezvous hashing over the member
+// names; an edge fills an object it does not own from its owner (the owner from the upstream),
+// and from the upstream itself only when the owner cannot be reached.
+struct Peers {
+  std::string self;                            // empty: no peers
+  std::map<std::string, std::string> members;  // name -> base URL (http://host:port, no path)
+  Millis connect_timeout{1000};                // a peer that does not accept this fast is down
+  Seconds down_for{10};                        // a peer found down is not asked again this long
+  bool operator==(const Peers&) const = default;
 };
 
 struct Config {
@@ -100,6 +115,7 @@ struct Config {
   Cache cache;
   Fill fill;
   Log log;
+  Peers peers;
   std::map<std::string, Upstream> upstreams;
   std::vector<Route> routes;
   std::string source;  // file it came from

@@ -36,6 +36,8 @@ std::vector<std::string> restart_needed(const conf::Config& running, const conf:
   check(running.cache.min_free == next.cache.min_free, "cache.min_free");
   check(running.fill.memory_spill == next.fill.memory_spill, "fill.memory_spill");
   check(running.log.access_log == next.log.access_log, "log.access_log");
+  check(running.log.format == next.log.format, "log.format");
+  check(running.peers == next.peers, "peers");
   return out;
 }
 

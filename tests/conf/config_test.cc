@@ -785,10 +785,45 @@ const ErrorCase kErrorCases[] = {
      kUpstream + "routes:\n  - {prefix: /p/, upstream: u, bucket: b}\n"
                  "  - {prefix: /p/, upstream: u, bucket: c}\n",
      7, 14, "routes[1]: duplicate prefix '/p/' (first at line 6)"},
+    // log.format and peers (issue 11).
+    {"log_format", "log:\n  format: xml\n", 2, 11, "expected combined or json, got 'xml'"},
+    {"peers_self_not_member",
+     "peers:\n  self: c\n  members: {a: 'http://10.0.0.1:8080', b: 'http://10.0.0.2:8080'}\n", 2, 3,
+     "peers: self 'c' is not one of the members"},
+    {"peers_without_self", "peers:\n  members: {a: 'http://10.0.0.1:8080'}\n", 2, 3,
+     "missing required key 'self'"},
+    {"peers_without_members", "peers:\n  self: a\n", 2, 3, "missing required key 'members'"},
+    {"peers_empty_members", "peers:\n  self: a\n  members: {}\n", 3, 12,
+     "expected a map of peer names to base URLs"},
+    {"peer_url_with_path", "peers:\n  self: a\n  members: {a: 'http://h:1/x'}\n", 3, 16,
+     "without a path"},
+    {"peer_url_scheme", "peers:\n  self: a\n  members: {a: 'ftp://h:1'}\n", 3, 16, "ftp"},
+    {"peer_duplicate", "peers:\n  self: a\n  members: {a: 'http://h:1', a: 'http://h:2'}\n", 3,
+     30, "duplicate peer 'a'"},
+    {"peers_unknown_key", "peers:\n  self: a\n  member: {}\n", 3, 3, "unknown key 'member'"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, LoadErrorTest, ::testing::ValuesIn(kErrorCases),
                          [](const auto& info) { return info.param.name; });
+
+TEST(LoadTest, ReadsPeersAndLogFormat) {
+  auto r = load(
+      "log: {format: json, access_log: stdout}\n"
+      "peers:\n  self: edge2\n  connect_timeout: 250ms\n  down_for: 30s\n"
+      "  members: {edge1: 'http://10.0.0.1:8080/', edge2: 'http://[::1]:8081'}\n");
+  ASSERT_TRUE(r) << r.error().str();
+  EXPECT_EQ(r->log.format, LogFormat::kJson);
+  EXPECT_EQ(r->log.access_log, "stdout");
+  EXPECT_EQ(r->peers.self, "edge2");
+  EXPECT_EQ(r->peers.members.at("edge1"), "http://10.0.0.1:8080");
+  EXPECT_EQ(r->peers.members.at("edge2"), "http://[::1]:8081");
+  EXPECT_EQ(r->peers.connect_timeout, 250ms);
+  EXPECT_EQ(r->peers.down_for, 30s);
+  auto none = load("server: {}\n");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->peers.self.empty());
+  EXPECT_EQ(none->log.format, LogFormat::kCombined);
+}
 
 // Input that makes yaml-cpp throw must come back as an error, never as an exception.
 TEST(LoadTest, YamlExceptionsStayInside) {
