@@ -19,7 +19,6 @@
 
 #include "conf/check.h"
 #include "proxy/decide.h"
-
 #include "s3/printable.h"
 
 namespace proxy {
@@ -32,10 +31,12 @@ namespace {
 constexpr std::size_t kMaxUrgent = 16;
 
 // The s3::Transfer of a real upstream. Owns its client: a fetch that holds the origin keeps
-// its upstream (and the configuration it was built from) alive across a reload.
+// its upstream (and the configuration it was built from) alive across a reload. Counts what
+// really reaches the upstream (a fetch through a peer may never get here).
 class ClientOrigin : public Origin {
  public:
-  explicit ClientOrigin(std::unique_ptr<s3::Client> c) : client_(std::move(c)) {}
+  ClientOrigin(std::unique_ptr<s3::Client> c, Metrics* metrics)
+      : client_(std::move(c)), metrics_(metrics) {}
   class ClientCall : public Call {
    public:
     explicit ClientCall(s3::Transfer t) : t_(std::move(t)) {}
@@ -45,18 +46,34 @@ class ClientOrigin : public Origin {
     s3::Transfer t_;
   };
   std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) override {
+    if (metrics_ != nullptr) {
+      const std::string& name = client_->upstream().name;
+      metrics_->upstream_request(name);
+      cb.on_data = [m = metrics_, name, on_data = std::move(cb.on_data)](std::span<const char> d) {
+        m->upstream_bytes(name, d.size());
+        return on_data(d);
+      };
+      cb.on_done = [m = metrics_, name,
+                    on_done = std::move(cb.on_done)](conf::Result<void, s3::Error> r) {
+        if (!r && r.error().code != s3::Errc::kCancelled) {
+          m->upstream_error(name, s3::errc_name(r.error().code));
+        }
+        on_done(std::move(r));
+      };
+    }
     return std::make_unique<ClientCall>(client_->start(std::move(req), std::move(cb)));
   }
   int retries() const override { return client_->upstream().retries; }
 
  private:
   std::unique_ptr<s3::Client> client_;
+  Metrics* metrics_;
 };
 
 }  // namespace
 
-std::shared_ptr<Origin> client_origin(std::unique_ptr<s3::Client> client) {
-  return std::make_shared<ClientOrigin>(std::move(client));
+std::shared_ptr<Origin> client_origin(std::unique_ptr<s3::Client> client, Metrics* metrics) {
+  return std::make_shared<ClientOrigin>(std::move(client), metrics);
 }
 
 // One request of the fill to the upstream and what it owns: chunks [first_chunk, end_chunk)
@@ -301,9 +318,9 @@ Fetch::Next Fetch::refresh() {
   }
   Merged m = merge_not_modified(meta->headers, not_modified_headers_);
   Freshness f = decide(m.decide_on, route_, table_.clock_());
-  auto r = table_.store_.refresh(fill_->cache_key(), seed_.stale->generation, f.stored_at,
-                                 f.expires_at,
-                                 f.revalidate_each_use ? cache::Meta::kFlagNoCache : 0, m.stored);
+  auto r =
+      table_.store_.refresh(fill_->cache_key(), seed_.stale->generation, f.stored_at, f.expires_at,
+                            f.revalidate_each_use ? cache::Meta::kFlagNoCache : 0, m.stored);
   if (!r) {
     fail(local_error("could not refresh the cached entry: " + r.error().message));
     return Next::kDone;
@@ -383,7 +400,6 @@ void Fetch::send(Segment* seg) {
     }
   };
   seg->sent_at = std::chrono::steady_clock::now();
-  table_.metrics_.upstream_request(upstream_);
   seg->call = origin_->start(std::move(req), std::move(cb));
 }
 
@@ -545,7 +561,6 @@ bool Fetch::on_data(Segment* seg, std::span<const char> data) {
     left -= n;
   }
   seg->next = pos;
-  table_.metrics_.upstream_bytes(upstream_, data.size());
   return true;
 }
 
@@ -566,12 +581,13 @@ void Fetch::on_done(Segment* seg, conf::Result<void, s3::Error> r) {
     return;
   } else if (seg->ask != Ask::kProbeHead && head_ && seg->next != seg->end) {
     error = local_error("upstream body ended early");
+    // Errors the upstream's transfer reported are counted by its origin; this one is ours.
+    table_.metrics_.upstream_error(upstream_, s3::errc_name(error->code));
   }
   if (error) {
-    table_.metrics_.upstream_error(upstream_, s3::errc_name(error->code));
     const bool etag_known = head_ && !head_->etag.empty();
-    switch (after_error(seg->ask, head_ != nullptr, error->code, seg->attempts,
-                        origin_->retries(), etag_known)) {
+    switch (after_error(seg->ask, head_ != nullptr, error->code, seg->attempts, origin_->retries(),
+                        etag_known)) {
       case AfterError::kProbeHead:
         drop(seg);
         step_ = Step::kProbeHead;
@@ -610,8 +626,8 @@ void Fetch::retry(Segment* seg, const s3::Error& e) {
     spdlog::warn("fill of {} broke at byte {} ({}); resuming (attempt {})", object_, seg->next,
                  e.message, seg->attempts);
   } else {
-    spdlog::warn("upstream request for {} failed ({}); retrying (attempt {})", object_,
-                 e.message, seg->attempts);
+    spdlog::warn("upstream request for {} failed ({}); retrying (attempt {})", object_, e.message,
+                 seg->attempts);
   }
   seg->call.reset();
   const long ms = backoff_ms(seg->attempts);
@@ -633,6 +649,9 @@ void Fetch::retry(Segment* seg, const s3::Error& e) {
 
 // What an answer showed about the upstream's range behaviour is remembered for a while.
 void Fetch::learn(Ask ask, Verdict v) {
+  if (!origin_->learns_range_mode()) {
+    return;
+  }
   if (auto mode = range_mode_shown(ask, v)) {
     table_.set_range_mode(upstream_, *mode);
   }

@@ -7,11 +7,11 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <cstdint>
 #include <deque>
 #include <list>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -40,9 +40,16 @@ class Origin {
   // Callbacks run later on the fetch loop, never inside start().
   virtual std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) = 0;
   virtual int retries() const = 0;
+  // False when answers may come from something other than the upstream (a peer edge): the
+  // fetch then learns nothing about the upstream's range handling from them.
+  virtual bool learns_range_mode() const { return true; }
 };
-// Destroy it on the fetch loop (its client's transfers run there).
-std::shared_ptr<Origin> client_origin(std::unique_ptr<s3::Client> client);
+class Metrics;
+// Destroy it on the fetch loop (its client's transfers run there). With `metrics`, requests,
+// bytes and errors are counted as the upstream's (tusk_upstream_*{upstream=name}); peers' clients
+// pass none (proxy/peers.h counts theirs).
+std::shared_ptr<Origin> client_origin(std::unique_ptr<s3::Client> client,
+                                      Metrics* metrics = nullptr);
 
 struct Segment;
 

@@ -13,6 +13,7 @@
 
 #include "proxy/decide.h"
 #include "proxy/fetch.h"
+#include "proxy/peers.h"
 #include "s3/printable.h"
 
 namespace proxy {
@@ -396,19 +397,33 @@ FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, F
   // evicting an object while its chunks are being marked would fail the fill.
   fill->pin_ = store_.pin(cache_key);
   fills_.emplace(cache_key, fill);
+  // A fleet member that owns the object is asked first, by the path its clients use.
+  std::optional<std::string> owner;
+  std::string peer_path;
+  if (peers_ && !seed.direct) {
+    owner = peers_->owner(cache_key);
+    if (owner) {
+      peer_path = path_for(*target.route, target.key).value_or("");
+    }
+  }
   auto fetch = std::make_shared<Fetch>(*this, fill, target, seed, first_byte);
-  fetch_.post([this, fetch, upstream = target.upstream] {
+  fetch_.post([this, fetch, upstream = target.upstream, owner = std::move(owner),
+               peer_path = std::move(peer_path), host = target.route->host] {
     // The origin is chosen here, on the fetch loop, where origins_ lives (live reload).
     auto origin = origins_.find(upstream);
     if (origin == origins_.end()) {
       // conf validation makes this impossible; fail the fill rather than crash.
       fetch->fill()->end(Fill::Phase::kFailed, false,
-                        s3::Error{s3::Errc::kRefused, 0, "", "no such upstream"});
+                         s3::Error{s3::Errc::kRefused, 0, "", "no such upstream"});
       finished(fetch->fill()->cache_key(), fetch->fill().get());
       return;
     }
     fetches_.insert(fetch);
-    fetch->start(origin->second);
+    if (owner && !peer_path.empty()) {
+      fetch->start(peers_->via(*owner, origin->second, peer_path, host));
+    } else {
+      fetch->start(origin->second);
+    }
   });
   return fill;
 }
@@ -435,6 +450,8 @@ bool FillTable::abandon(const std::string& cache_key) {
   });
   return true;
 }
+
+void FillTable::set_peers(std::unique_ptr<Peers> peers) { peers_ = std::move(peers); }
 
 void FillTable::set_origins(Origins origins) {
   auto apply = [this, &origins] {

@@ -25,8 +25,8 @@
 #include "cache/store.h"
 #include "conf/clock.h"
 #include "conf/config.h"
-#include "proxy/fetch_rules.h"
 #include "proxy/body_file.h"
+#include "proxy/fetch_rules.h"
 #include "proxy/freshness.h"
 #include "proxy/hasher.h"
 #include "proxy/loop.h"
@@ -153,8 +153,7 @@ class Fill {
   void flush();  // wakes every waiter that has something to read
   // The disk failed: the body continues in `body` (holding every byte filled so far), uncached.
   void respool(std::shared_ptr<const ObjectHead> head, BodyFilePtr body);
-  void end(Phase phase, bool not_modified, std::optional<s3::Error> error,
-           bool disk_error = false);
+  void end(Phase phase, bool not_modified, std::optional<s3::Error> error, bool disk_error = false);
   void retire();
   std::uint64_t available_locked(std::uint64_t pos) const;
   // Wakes the waiters that are due (with `force`: every one with a byte to read). Returns
@@ -178,7 +177,7 @@ class Fill {
   std::vector<std::tuple<std::uint64_t, std::uint64_t, bool>> wants_;
   std::function<void()> poke_;  // asks the runner (on the fetch loop) to look at wants_
   bool retired_ = false;
-  bool hold_tail_ = false;  // the last byte is held back until the body is verified
+  bool hold_tail_ = false;              // the last byte is held back until the body is verified
   std::atomic<bool> abandoned_{false};  // purged: its fetch must not publish anything more
   std::vector<std::function<void()>> retire_waiters_;
 };
@@ -194,7 +193,12 @@ struct FillSeed {
   // Re-read the index when starting a fill (see FillTable::acquire). Off only when the caller
   // found a complete record it could not open and wants a new generation regardless.
   bool recheck = true;
+  // Fill from the upstream even when a peer owns the object: the request came from a peer
+  // (kPeerHeader), so going to a peer again could loop.
+  bool direct = false;
 };
+
+class Peers;
 
 class FillTable {
  public:
@@ -237,6 +241,9 @@ class FillTable {
   using Origins = std::map<std::string, std::shared_ptr<Origin>>;
   void set_origins(Origins origins);
   void set_parallel(int parallel) { parallel_.store(std::max(1, parallel)); }
+  // The fleet this edge belongs to (proxy/peers.h): fills of objects another member owns ask it
+  // first. Before the fetch loop starts; fixed for the process (peers need a restart).
+  void set_peers(std::unique_ptr<Peers> peers);
 
   // The bytes the fills' integrity digests may have in memory (copies queued for the hasher
   // and pieces held ahead of a digest's frontier); beyond it they are read back from the page
@@ -253,6 +260,7 @@ class FillTable {
   cache::Store& store_;
   Metrics& metrics_;
   std::map<std::string, std::shared_ptr<Origin>> origins_;  // touched on the fetch loop only
+  std::unique_ptr<Peers> peers_;                            // null: no fleet
   std::string spool_dir_;
   std::atomic<int> parallel_;
 

@@ -45,13 +45,13 @@ std::optional<std::string> public_path(const conf::Config& config, std::string_v
   };
   for (const conf::Route& r : config.routes) {
     if (!r.path.empty() && r.key == key && same_object(r)) {
-      return r.path;
+      return path_for(r, key);
     }
   }
   // The prefix route with the longest key_prefix is the most specific way to name the key.
   const conf::Route* best = nullptr;
   for (const conf::Route& r : config.routes) {
-    if (!r.prefix.empty() && key.starts_with(r.key_prefix) && same_object(r) &&
+    if (!r.prefix.empty() && path_for(r, key) && same_object(r) &&
         (best == nullptr || r.key_prefix.size() > best->key_prefix.size())) {
       best = &r;
     }
@@ -59,7 +59,7 @@ std::optional<std::string> public_path(const conf::Config& config, std::string_v
   if (best == nullptr) {
     return std::nullopt;
   }
-  return best->prefix + s3::uri_encode(key.substr(best->key_prefix.size()), /*keep_slash=*/true);
+  return path_for(*best, key);
 }
 
 conf::Result<std::string, std::string> catalog_path(std::string_view url, std::string_view base) {
@@ -97,8 +97,8 @@ conf::Result<std::string, std::string> catalog_path(std::string_view url, std::s
 }
 
 std::string eustore_name(std::string_view md5_hex) {
-  const uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(md5_hex.data()),
-                          static_cast<uInt>(md5_hex.size()));
+  const uLong crc =
+      crc32(0L, reinterpret_cast<const Bytef*>(md5_hex.data()), static_cast<uInt>(md5_hex.size()));
   char buf[16];
   std::snprintf(buf, sizeof buf, "%010lu", static_cast<unsigned long>(crc & 0xffffffffUL));
   return buf;
@@ -195,8 +195,10 @@ conf::Result<std::string, std::string> Jobs::warm_catalog(std::string catalog, s
     return conf::unexpected(job.error());
   }
   std::lock_guard lock(mu_);
-  threads_.emplace_back(*job, std::thread([this, j = *job, catalog = std::move(catalog),
-                                            base = std::move(base)] { run_warm(j, catalog, base); }));
+  threads_.emplace_back(
+      *job, std::thread([this, j = *job, catalog = std::move(catalog), base = std::move(base)] {
+        run_warm(j, catalog, base);
+      }));
   return (*job)->v.id;
 }
 

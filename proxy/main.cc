@@ -24,6 +24,7 @@
 #include "proxy/fill.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
+#include "proxy/peers.h"
 #include "proxy/reload.h"
 #include "proxy/server.h"
 #include "proxy/services.h"
@@ -91,11 +92,34 @@ int serve(const conf::Config& config, const std::string& config_path) {
       spdlog::critical("upstream '{}': {}", name, c.error().message);
       return 1;
     }
-    origins[name] = proxy::client_origin(std::move(c).value());
+    origins[name] = proxy::client_origin(std::move(c).value(), &metrics);
   }
   proxy::FillTable::Options fill_opts{spool, config.fill.parallel, config.fill.memory_spill};
   auto fills = std::make_unique<proxy::FillTable>(fetch, **store, metrics, std::move(origins),
                                                   std::move(fill_opts), clock);
+  if (!config.peers.self.empty()) {
+    // A peer may take as long as the slowest upstream to send a byte (it is filling from it).
+    conf::Millis stall{0};
+    for (const auto& [name, up] : config.upstreams) {
+      stall = std::max(stall, up.stall_timeout);
+    }
+    stall += std::chrono::seconds(5);
+    std::map<std::string, std::shared_ptr<proxy::Origin>> clients;
+    for (const auto& [name, url] : config.peers.members) {
+      if (name == config.peers.self) {
+        continue;
+      }
+      auto c = s3::Client::create(fetch.base(), proxy::peer_upstream(config.peers, url, stall));
+      if (!c) {
+        spdlog::critical("peer '{}': {}", name, c.error().message);
+        return 1;
+      }
+      clients[name] = proxy::client_origin(std::move(c).value());
+    }
+    fills->set_peers(std::make_unique<proxy::Peers>(config.peers, std::move(clients), metrics));
+    spdlog::info("fleet: this edge is '{}' of {} members", config.peers.self,
+                 config.peers.members.size());
+  }
   auto first = std::make_shared<const proxy::Live>(std::make_shared<const conf::Config>(config),
                                                    std::move(*token), 1);
   proxy::Services svc(config, **store, *fills, metrics, make_access_log(config.log), clock,

@@ -114,8 +114,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                        .Add({});
   write_errors_ = &BuildCounter()
                        .Name("tusk_cache_write_errors_total")
-                       .Help("Writes or syncs of cache bodies the disk refused, by reason; the "
-                             "fill goes on uncached from memory")
+                       .Help(
+                           "Writes or syncs of cache bodies the disk refused, by reason; the "
+                           "fill goes on uncached from memory")
                        .Register(r);
   const char* reasons[] = {"enospc", "eio", "other"};
   for (int i = 0; i < 3; ++i) {
@@ -128,17 +129,19 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                              .Add({});
   integrity_failures_ = &BuildCounter()
                              .Name("tusk_integrity_failures_total")
-                             .Help("Bodies that failed their integrity check and were purged, by "
-                                   "check: fill (ETag MD5), verify (POST /verify), catalog "
-                                   "(eustore checksum while warming)")
+                             .Help(
+                                 "Bodies that failed their integrity check and were purged, by "
+                                 "check: fill (ETag MD5), verify (POST /verify), catalog "
+                                 "(eustore checksum while warming)")
                              .Register(r);
   for (const char* check : {"fill", "verify", "catalog"}) {
     integrity_failures_->Add({{"check", check}});
   }
   integrity_reread_ = &BuildCounter()
                            .Name("tusk_integrity_reread_bytes_total")
-                           .Help("Bytes a fill's digest read back from the page cache because "
-                                 "they arrived ahead of its frontier beyond the memory budget")
+                           .Help(
+                               "Bytes a fill's digest read back from the page cache because "
+                               "they arrived ahead of its frontier beyond the memory budget")
                            .Register(r)
                            .Add({});
   purged_ = &BuildCounter()
@@ -152,6 +155,18 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Register(r);
   reloads_[0] = &reloads.Add({{"result", "ok"}});
   reloads_[1] = &reloads.Add({{"result", "failed"}});
+  peer_requests_ = &BuildCounter()
+                        .Name("tusk_peer_requests_total")
+                        .Help(
+                            "Requests of fills to the peer edge owning the object, by peer and "
+                            "result: ok, answered (an error about the object, passed on), "
+                            "fallback (the upstream was asked instead), broken (cut after the "
+                            "head; resumed), down (not asked: the peer was found down)")
+                        .Register(r);
+  peer_bytes_ = &BuildCounter()
+                     .Name("tusk_peer_bytes_total")
+                     .Help("Body bytes received from peer edges, by peer")
+                     .Register(r);
   ttfb_ = &BuildHistogram()
                .Name("tusk_upstream_ttfb_seconds")
                .Help("Time from sending an upstream request to its response head")
@@ -214,6 +229,15 @@ void Metrics::integrity_reread(std::uint64_t bytes) {
 void Metrics::purged(std::uint64_t n) { purged_->Increment(static_cast<double>(n)); }
 
 void Metrics::config_reload(bool ok) { reloads_[ok ? 0 : 1]->Increment(); }
+
+// Family::Add per call: a handful per fill, not per request.
+void Metrics::peer_request(const std::string& peer, const char* result) {
+  peer_requests_->Add({{"peer", peer}, {"result", result}}).Increment();
+}
+
+void Metrics::peer_bytes(const std::string& peer, std::uint64_t n) {
+  peer_bytes_->Add({{"peer", peer}}).Increment(static_cast<double>(n));
+}
 
 Metrics::Summary Metrics::summary() const {
   Summary s;

@@ -67,6 +67,10 @@ class Metrics {
   // Admin: objects purged; configuration reloads by result "ok" | "failed".
   void purged(std::uint64_t n);
   void config_reload(bool ok);
+  // Peers (issue 11, proxy/peers.h): requests to the owning edge by result "ok" | "answered" |
+  // "fallback" | "broken" | "down", and the body bytes they brought.
+  void peer_request(const std::string& peer, const char* result);
+  void peer_bytes(const std::string& peer, std::uint64_t n);
 
   // The numbers behind /metrics for GET /stats.
   struct Summary {
@@ -117,6 +121,8 @@ class Metrics {
   prometheus::Counter* integrity_reread_;
   prometheus::Counter* purged_;
   prometheus::Counter* reloads_[2] = {};  // ok, failed
+  prometheus::Family<prometheus::Counter>* peer_requests_;
+  prometheus::Family<prometheus::Counter>* peer_bytes_;
   std::atomic<std::uint64_t> outcome_counts_[7] = {};
   std::atomic<std::uint64_t> upstream_bytes_total_{0};
   std::atomic<std::uint64_t> integrity_failures_total_{0};

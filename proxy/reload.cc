@@ -113,7 +113,7 @@ ReloadResult Reloader::reload() {
           error = "upstream '" + name + "': " + client.error().message;
           break;
         }
-        origins[name] = client_origin(std::move(client).value());
+        origins[name] = client_origin(std::move(client).value(), &svc_.metrics);
       }
       if (error.empty()) {
         svc_.fills.set_origins(std::move(origins));

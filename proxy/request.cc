@@ -14,6 +14,7 @@
 
 #include "proxy/decide.h"
 #include "proxy/http_text.h"
+#include "proxy/peers.h"
 #include "s3/printable.h"
 #include "s3/sign.h"
 
@@ -156,6 +157,8 @@ Request::Next Request::recv() {
   conditions_.if_modified_since = header_or_empty(in, "If-Modified-Since");
   conditions_.if_unmodified_since = header_or_empty(in, "If-Unmodified-Since");
   conditions_.if_range = header_or_empty(in, "If-Range");
+  // Another edge of the fleet filling from this one: never send it on to a peer.
+  from_peer_ = !header_or_empty(in, kPeerHeader.data()).empty();
   step_ = Step::kLookup;
   return Next::kContinue;
 }
@@ -275,6 +278,7 @@ Request::Next Request::fill() {
   // After three lookups found a complete record whose body would not open, fill a new
   // generation whatever the index says.
   seed.recheck = lookups_ < 3;
+  seed.direct = from_peer_;
   fill_ = svc_.fills.acquire(cache_key_, target_, std::move(seed), first_byte, &joined_);
   if (!fill_) {
     // A fill ended between our lookup and now: the entry is complete and fresh. Serve it.
@@ -617,6 +621,7 @@ bool Request::refill(std::uint64_t pos) {
   }
   FillSeed seed;
   seed.partial = std::move(meta);
+  seed.direct = from_peer_;
   bool joined = false;
   entity_.fill = svc_.fills.acquire(cache_key_, target_, std::move(seed), pos, &joined);
   if (!entity_.fill) {

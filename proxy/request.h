@@ -107,8 +107,9 @@ class Request : public std::enable_shared_from_this<Request> {
   std::shared_ptr<Request> self_;  // alive until the reply ended or the client went away
   Step step_ = Step::kRecv;
   bool head_only_ = false;
-  bool closed_ = false;   // the client connection is gone
-  bool started_ = false;  // a reply has been started (status line sent)
+  bool from_peer_ = false;  // asked by another edge (kPeerHeader): fill from the upstream
+  bool closed_ = false;     // the client connection is gone
+  bool started_ = false;    // a reply has been started (status line sent)
   bool finished_ = false;
   Outcome outcome_ = Outcome::kError;
   std::chrono::steady_clock::time_point t0_;

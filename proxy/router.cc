@@ -1,6 +1,7 @@
 #include "proxy/router.h"
 
 #include "proxy/freshness.h"
+#include "s3/sign.h"
 
 namespace proxy {
 namespace {
@@ -73,6 +74,16 @@ conf::Result<void, std::string> check_path(std::string_view p) {
     i = j + 1;
   }
   return {};
+}
+
+std::optional<std::string> path_for(const conf::Route& route, std::string_view key) {
+  if (!route.path.empty()) {
+    return key == route.key ? std::optional<std::string>(route.path) : std::nullopt;
+  }
+  if (!key.starts_with(route.key_prefix) || key.size() == route.key_prefix.size()) {
+    return std::nullopt;
+  }
+  return route.prefix + s3::uri_encode(key.substr(route.key_prefix.size()), /*keep_slash=*/true);
 }
 
 Router::Router(const std::vector<conf::Route>& routes) : routes_(routes) {}

@@ -4,6 +4,7 @@
 // backslashes and malformed escapes are refused before any lookup.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,11 @@ conf::Result<std::string, std::string> percent_decode(std::string_view s);
 // Checks a decoded path: must start with '/', no NUL/control bytes, no backslash, no '.' or
 // '..' segment. Returns an explanation on failure.
 conf::Result<void, std::string> check_path(std::string_view decoded);
+
+// The request path that routes to object `key` through `route` (Router::route's inverse for that
+// route): the exact path, or the prefix and the key without key_prefix, percent-encoded ('/'
+// kept). nullopt when `route` cannot name `key` (another key, or one outside key_prefix).
+std::optional<std::string> path_for(const conf::Route& route, std::string_view key);
 
 class Router {
  public:

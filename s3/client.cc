@@ -92,6 +92,9 @@ const char* method_name(Method m) {
 }
 
 std::string encoded_path(const UrlParts& ep, const Request& req) {
+  if (!req.path.empty()) {
+    return ep.path + req.path;
+  }
   return ep.path + "/" + uri_encode(req.bucket, false) + "/" + uri_encode(req.key, true);
 }
 

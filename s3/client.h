@@ -57,6 +57,9 @@ struct Request {
   Method method = Method::kGet;
   std::string bucket;
   std::string key;  // raw key; encoded by the client
+  // When set: the request path (already encoded, starting with '/'), instead of /bucket/key.
+  // For `signature: none` endpoints that are not S3 (a tusk peer); signing ignores it.
+  std::string path;
   std::optional<ByteRange> range;
   std::string if_match;  // ETag, quoted as received
   std::string if_none_match;

@@ -85,5 +85,39 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"x", "starter-emis/a", false, RouteErrc::kBadPath, "", ""},
         Case{"x", "http://evil.example.com/starter-emis/a", false, RouteErrc::kBadPath, "", ""}));
 
+// path_for is route()'s inverse: the path it gives routes back to the same bucket and key.
+TEST(PathFor, InvertsRoute) {
+  const auto rs = routes();
+  struct PathCase {
+    int route;
+    const char* key;
+    const char* want;  // nullptr: the route cannot name the key
+  };
+  const PathCase cases[] = {
+      {0, "catalog.json", "/catalog.json"},
+      {0, "other.json", nullptr},
+      {2, "a.tgz", "/starter-emis/a.tgz"},
+      {2, "dir/a b%.tgz", "/starter-emis/dir/a%20b%25.tgz"},
+      {2, "", nullptr},
+      {3, "v2/x.tgz", "/starter-emis/special/x.tgz"},
+      {3, "v1/x.tgz", nullptr},
+      {3, "v2/", nullptr},
+  };
+  Router router(rs);
+  for (const PathCase& c : cases) {
+    auto got = path_for(rs[c.route], c.key);
+    if (c.want == nullptr) {
+      EXPECT_FALSE(got) << c.key;
+      continue;
+    }
+    ASSERT_TRUE(got) << c.key;
+    EXPECT_EQ(*got, c.want);
+    auto back = router.route(rs[c.route].host, *got);
+    ASSERT_TRUE(back) << *got;
+    EXPECT_EQ(back->key, c.key);
+    EXPECT_EQ(back->bucket, rs[c.route].bucket);
+  }
+}
+
 }  // namespace
 }  // namespace proxy
