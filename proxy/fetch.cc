@@ -70,6 +70,33 @@ class ClientOrigin : public Origin {
   Metrics* metrics_;
 };
 
+// The origin a fetch was started with, metered for tusk_fill_throughput_bytes_per_second:
+// when the fill began and how many body bytes its requests brought (upstream or peer). The
+// count is shared with the callbacks, which may outlive this wrapper's last use.
+class MeteredOrigin : public Origin {
+ public:
+  explicit MeteredOrigin(std::shared_ptr<Origin> inner)
+      : inner_(std::move(inner)), started_(std::chrono::steady_clock::now()) {}
+  std::unique_ptr<Call> start(s3::Request req, s3::Callbacks cb) override {
+    cb.on_data = [n = bytes_, on_data = std::move(cb.on_data)](std::span<const char> d) {
+      *n += d.size();
+      return on_data(d);
+    };
+    return inner_->start(std::move(req), std::move(cb));
+  }
+  int retries() const override { return inner_->retries(); }
+  bool learns_range_mode() const override { return inner_->learns_range_mode(); }
+  std::uint64_t bytes() const { return *bytes_; }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  }
+
+ private:
+  std::shared_ptr<Origin> inner_;
+  std::chrono::steady_clock::time_point started_;
+  std::shared_ptr<std::uint64_t> bytes_ = std::make_shared<std::uint64_t>(0);
+};
+
 }  // namespace
 
 std::shared_ptr<Origin> client_origin(std::unique_ptr<s3::Client> client, Metrics* metrics) {
@@ -118,7 +145,7 @@ Fetch::~Fetch() {
 }
 
 void Fetch::start(std::shared_ptr<Origin> origin) {
-  origin_ = std::move(origin);
+  origin_ = std::make_shared<MeteredOrigin>(std::move(origin));
   drive();
 }
 
@@ -729,6 +756,11 @@ void Fetch::fail_with(s3::Error e, bool disk) {
 void Fetch::end(Fill::Phase phase, bool not_modified, std::optional<s3::Error> error,
                 bool leave_after_disk) {
   ended_ = true;
+  if (phase == Fill::Phase::kDone && !not_modified) {
+    if (const auto* m = dynamic_cast<const MeteredOrigin*>(origin_.get())) {
+      table_.metrics_.fill_completed(m->bytes(), m->seconds());
+    }
+  }
   for (auto& s : segments_) {
     if (s->call) {
       s->call->cancel();

@@ -7,9 +7,11 @@
 // callback arrives.
 #include "proxy/http_conn.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "proxy/access_log.h"
 #include "proxy/http_text.h"
 #include "proxy/metrics.h"
 #include "proxy/outcome.h"
@@ -108,6 +111,28 @@ void send_final_answer(int fd, int status, std::string_view reason, std::string_
   [[maybe_unused]] ssize_t n = ::send(fd, a.data(), a.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+// The peer's address of a connected socket, for the access log; "" when it has none.
+std::string peer_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return {};
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* addr = nullptr;
+  if (ss.ss_family == AF_INET) {
+    addr = &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr;
+  } else if (ss.ss_family == AF_INET6) {
+    addr = &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr;
+  } else {
+    return {};
+  }
+  if (::inet_ntop(ss.ss_family, addr, text, sizeof text) == nullptr) {
+    return {};
+  }
+  return text;
+}
+
 timeval to_timeval(std::chrono::milliseconds d) {
   return timeval{static_cast<time_t>(d.count() / 1000),
                  static_cast<suseconds_t>((d.count() % 1000) * 1000)};
@@ -163,6 +188,9 @@ void ConnExchange::abort() { conn_.close_now(/*notify=*/false); }
 // ---------------------------------------------------------------- Connection
 
 Connection::Connection(ConnectionSet& set, bufferevent* bev) : set_(set), bev_(bev), ex_(*this) {
+  if (set_.access_log_) {
+    ex_.client_ = peer_address(bufferevent_getfd(bev_));
+  }
   timeval send_tv = to_timeval(set_.limits_.send_timeout);
   bufferevent_set_timeouts(bev_, nullptr, &send_tv);  // counts only while output is pending
   bufferevent_setcb(bev_, &Connection::on_read, &Connection::on_write, &Connection::on_event, this);
@@ -433,7 +461,7 @@ void Connection::fail(int status, std::string_view reason, std::string_view mess
   if (set_.metrics_ != nullptr) {
     set_.metrics_->request(Outcome::kError, status);
   }
-  set_.log_answer(status, message);
+  set_.log_answer(status, message, ex_.client_);
   set_.make_busy(this);
   ex_.reset();
   ex_.head_.minor = 1;
@@ -484,7 +512,7 @@ void Connection::on_timer(int, short, void* self) {
     case State::kHead:
     case State::kBody: {
       c->set_.count(ConnEvent::kHeaderTimeout);
-      c->set_.log_answer(408, "request head too slow");
+      c->set_.log_answer(408, "request head too slow", c->ex_.client_);
       send_final_answer(bufferevent_getfd(c->bev_), 408, "Request Timeout",
                         "request head too slow\n");
       c->close_now(false);
@@ -544,10 +572,18 @@ ConnectionSet::~ConnectionSet() {
   event_free(reaper_);
 }
 
-void ConnectionSet::log_answer(int status, std::string_view what) {
+void ConnectionSet::log_answer(int status, std::string_view what, std::string_view client) {
   if (access_log_) {
     // No client bytes: the request could not be read as one, so only our reason is logged.
-    access_log_->info("\"- -\" {} 0 ERROR reason=\"{}\"", status, what);
+    AccessEntry e;
+    e.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+    e.client = client;
+    e.status = status;
+    e.outcome = "ERROR";
+    e.reason = what;
+    access_log_->write(e);
   }
 }
 
@@ -568,9 +604,9 @@ void ConnectionSet::adopt(int fd) {
       // Every connection of this loop is in a request: refuse, quickly and visibly.
       send_final_answer(fd, 503, "Service Unavailable", "too many connections\n",
                         "Retry-After: 1\r\n");
+      log_answer(503, "too many connections", access_log_ ? peer_address(fd) : std::string());
       ::close(fd);
       count(ConnEvent::kRefused);
-      log_answer(503, "too many connections");
       return;
     }
     // As nginx reuses connections: the one idle longest makes room.

@@ -36,12 +36,9 @@ struct evbuffer;
 struct evconnlistener;
 struct event;
 
-namespace spdlog {
-class logger;
-}
-
 namespace proxy {
 
+class AccessLog;
 class Connection;
 
 struct ConnLimits {
@@ -77,6 +74,9 @@ class Exchange {
   virtual ~Exchange() = default;
   const RequestHead& head() const { return head_; }
   const std::string& body() const { return body_; }  // at most ConnLimits::max_body bytes
+  // The client's address ("192.0.2.1", "2001:db8::1"); "" when unknown. The connection's, so
+  // it outlives reset().
+  const std::string& client() const { return client_; }
   ResponseHeaders& out() { return out_; }
 
   // The whole response. Adds Content-Length from `body` (null: empty) unless the caller set
@@ -107,6 +107,7 @@ class Exchange {
 
   RequestHead head_;
   std::string body_;
+  std::string client_;
   ResponseHeaders out_;
   void (*on_close_)(void*) = nullptr;
   void* on_close_arg_ = nullptr;
@@ -128,7 +129,7 @@ class ConnectionSet {
   void adopt(int fd);
   // Where answers the connection gives itself (400, 408, 413, 431, 503, 505) are logged, in the
   // access log's format; null: not logged.
-  void set_access_log(std::shared_ptr<spdlog::logger> log) { access_log_ = std::move(log); }
+  void set_access_log(std::shared_ptr<AccessLog> log) { access_log_ = std::move(log); }
   // Draining: idle connections close now, the others after their current response, which
   // says "Connection: close".
   void drain();
@@ -141,7 +142,7 @@ class ConnectionSet {
   friend class Connection;
   friend class Acceptor;
   void count(ConnEvent e);
-  void log_answer(int status, std::string_view what);
+  void log_answer(int status, std::string_view what, std::string_view client);
   void make_idle(Connection* c);
   void make_busy(Connection* c);
   void forget(Connection* c);  // the connection is closed: unlink and delete it later
@@ -153,7 +154,7 @@ class ConnectionSet {
   std::atomic<int>& open_;
   int max_connections_;
   Metrics* metrics_;
-  std::shared_ptr<spdlog::logger> access_log_;
+  std::shared_ptr<AccessLog> access_log_;
   bool draining_ = false;
   std::list<Connection*> all_;
   std::list<Connection*> idle_;  // oldest idle first

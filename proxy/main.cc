@@ -2,13 +2,12 @@
 // exits 0 (valid) or 1 (the first error, as file:line:column). Signals are taken synchronously
 // by the main thread (sigwait), so no handler ever runs inside an event loop.
 #include <signal.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -19,6 +18,7 @@
 
 #include "cache/store.h"
 #include "conf/config.h"
+#include "proxy/access_log.h"
 #include "proxy/admin.h"
 #include "proxy/fetch.h"
 #include "proxy/fill.h"
@@ -31,22 +31,6 @@
 #include "s3/client.h"
 
 namespace {
-
-std::shared_ptr<spdlog::logger> make_access_log(const conf::Log& log) {
-  if (log.access_log == "off") {
-    return nullptr;
-  }
-  std::shared_ptr<spdlog::logger> logger;
-  if (log.access_log.empty()) {
-    logger = spdlog::stderr_color_mt("access");
-  } else {
-    logger = spdlog::basic_logger_mt("access", log.access_log);
-  }
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %v");
-  // Buffered, flushed every second (see serve()): one write per request would cost more
-  // than serving a small hit.
-  return logger;
-}
 
 int serve(const conf::Config& config, const std::string& config_path) {
   spdlog::set_level(spdlog::level::from_str(config.log.level));
@@ -76,6 +60,13 @@ int serve(const conf::Config& config, const std::string& config_path) {
 
   proxy::Metrics metrics;
   metrics.set_cache_max(config.cache.max_size);
+  metrics.set_cache_dir(config.cache.dir);
+  // Lines are buffered and written once a second (proxy/access_log.h); SIGUSR1 reopens the file.
+  auto access_log = proxy::AccessLog::open(config.log.access_log, config.log.format);
+  if (!access_log) {
+    spdlog::critical("{}", access_log.error());
+    return 1;
+  }
   auto token = proxy::read_token_file(config.admin.token_file);
   if (!token) {
     spdlog::critical("{}", token.error());
@@ -122,8 +113,7 @@ int serve(const conf::Config& config, const std::string& config_path) {
   }
   auto first = std::make_shared<const proxy::Live>(std::make_shared<const conf::Config>(config),
                                                    std::move(*token), 1);
-  proxy::Services svc(config, **store, *fills, metrics, make_access_log(config.log), clock,
-                      std::move(first));
+  proxy::Services svc(config, **store, *fills, metrics, *access_log, clock, std::move(first));
   proxy::Reloader reloader(config_path, svc, fetch);
   std::atomic<proxy::Server*> server_ptr{nullptr};
   auto admin = std::make_unique<proxy::Admin>(svc, &reloader, [&server_ptr] {
@@ -163,12 +153,28 @@ int serve(const conf::Config& config, const std::string& config_path) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
+  // SIGUSR1: logrotate renamed the access log; the next line goes to a new file at its path.
+  auto reopen_access_log = [&svc] {
+    if (!svc.access_log) {
+      return;
+    }
+    if (auto r = svc.access_log->reopen(); !r) {
+      spdlog::error("SIGUSR1: {}; still writing to the old file", r.error());
+    } else {
+      spdlog::info("SIGUSR1: access log reopened");
+    }
+  };
   int sig = 0;
   while (true) {
     sigwait(&set, &sig);
     if (sig == SIGHUP) {
       spdlog::info("SIGHUP: reloading {}", config_path);
       (void)reloader.reload();  // logs what it did, or why it refused
+      continue;
+    }
+    if (sig == SIGUSR1) {
+      reopen_access_log();
       continue;
     }
     break;
@@ -181,9 +187,27 @@ int serve(const conf::Config& config, const std::string& config_path) {
   if (sig == SIGTERM && drain.drain_delay.count() > 0) {
     spdlog::info("SIGTERM: draining; /readyz is 503, still accepting for {}s",
                  drain.drain_delay.count());
-    const timespec delay{static_cast<time_t>(drain.drain_delay.count()), 0};
-    if (sigtimedwait(&set, nullptr, &delay) > 0) {
-      spdlog::info("second signal: skipping the rest of the drain delay");
+    const auto until = std::chrono::steady_clock::now() + drain.drain_delay;
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        break;
+      }
+      const timespec delay{static_cast<time_t>(left.count() / 1000000000),
+                           static_cast<long>(left.count() % 1000000000)};
+      const int got = sigtimedwait(&set, nullptr, &delay);
+      if (got == SIGUSR1) {
+        reopen_access_log();
+        continue;
+      }
+      if (got > 0) {
+        spdlog::info("second signal: skipping the rest of the drain delay");
+        break;
+      }
+      if (errno != EINTR) {
+        break;  // EAGAIN: the delay is over
+      }
     }
   } else {
     spdlog::info("signal {}: draining", sig);
@@ -229,6 +253,7 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 

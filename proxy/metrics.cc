@@ -5,6 +5,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <sys/statvfs.h>
 
 namespace proxy {
 
@@ -56,9 +57,22 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                         .Add({});
   cache_bytes_ = &BuildGauge()
                       .Name("tusk_cache_bytes")
-                      .Help("Bytes reserved by cached objects")
+                      .Help(
+                          "Bytes reserved by indexed objects (each its whole size, from the "
+                          "start of its fill): what cache.max_size bounds")
                       .Register(r)
                       .Add({});
+  // Children made by set_cache_dir: without a directory there is nothing to say (not a 0).
+  disk_free_family_ = &BuildGauge()
+                           .Name("tusk_cache_disk_free_bytes")
+                           .Help(
+                               "Free bytes of the cache directory's filesystem, as "
+                               "cache.min_free counts them (available to tuskd)")
+                           .Register(r);
+  disk_size_family_ = &BuildGauge()
+                           .Name("tusk_cache_disk_size_bytes")
+                           .Help("Size in bytes of the cache directory's filesystem")
+                           .Register(r);
   cache_objects_ = &BuildGauge()
                         .Name("tusk_cache_objects")
                         .Help("Objects in the cache index")
@@ -173,12 +187,15 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                .Register(r)
                .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                                 0.5, 1, 2.5, 5, 10});
-  for (int o = 0; o < kOutcomes; ++o) {
-    for (std::size_t i = 0; i < std::size(kStatuses); ++i) {
-      request_children_[o][i] = &requests_->Add({{"outcome", outcome_name(static_cast<Outcome>(o))},
-                                                 {"status", std::to_string(kStatuses[i])}});
-    }
-  }
+  fill_throughput_ =
+      &BuildHistogram()
+           .Name("tusk_fill_throughput_bytes_per_second")
+           .Help(
+               "Body bytes per second of each fill that completed: the bytes its upstream (or "
+               "peer) requests brought over the time from its start to its end")
+           .Register(r)
+           .Add({}, prometheus::Histogram::BucketBoundaries{1e5, 5e5, 1e6, 5e6, 1e7, 2.5e7, 5e7,
+                                                            1e8, 2.5e8, 5e8, 1e9});
   bytes_children_[0] = &bytes_->Add({{"source", "cache"}});
   bytes_children_[1] = &bytes_->Add({{"source", "upstream"}});
 }
@@ -187,17 +204,24 @@ Metrics::~Metrics() = default;
 
 void Metrics::request(Outcome outcome, int status) {
   const int o = static_cast<int>(outcome);
+  const int s = status - kMinStatus;
   if (o >= 0 && o < kOutcomes) {
     outcome_counts_[o].fetch_add(1, std::memory_order_relaxed);
   }
-  for (std::size_t i = 0; i < std::size(kStatuses); ++i) {
-    if (kStatuses[i] == status && o >= 0 && o < kOutcomes) {
-      request_children_[o][i]->Increment();
-      return;
-    }
+  if (o < 0 || o >= kOutcomes || s < 0 || s >= kStatuses) {
+    requests_->Add({{"outcome", outcome_name(outcome)}, {"status", std::to_string(status)}})
+        .Increment();
+    return;
   }
-  requests_->Add({{"outcome", outcome_name(outcome)}, {"status", std::to_string(status)}})
-      .Increment();
+  std::atomic<prometheus::Counter*>& slot = request_children_[o][s];
+  prometheus::Counter* c = slot.load(std::memory_order_acquire);
+  if (c == nullptr) {
+    // First use: Add returns the one child of these labels, so threads racing here store the
+    // same pointer.
+    c = &requests_->Add({{"outcome", outcome_name(outcome)}, {"status", std::to_string(status)}});
+    slot.store(c, std::memory_order_release);
+  }
+  c->Increment();
 }
 
 void Metrics::bytes_served(Source source, std::uint64_t n) {
@@ -281,6 +305,17 @@ UpstreamCounts Metrics::upstream_counts(const std::string& upstream) const {
 void Metrics::coalesced_waiter() { coalesced_->Increment(); }
 void Metrics::resumed_fill() { resumed_->Increment(); }
 void Metrics::upstream_ttfb(double seconds) { ttfb_->Observe(seconds); }
+void Metrics::fill_completed(std::uint64_t bytes, double seconds) {
+  if (bytes == 0 || seconds <= 0) {
+    return;
+  }
+  fill_throughput_->Observe(static_cast<double>(bytes) / seconds);
+}
+void Metrics::set_cache_dir(std::string dir) {
+  cache_dir_ = std::move(dir);
+  disk_free_ = &disk_free_family_->Add({});
+  disk_size_ = &disk_size_family_->Add({});
+}
 void Metrics::set_fills_active(std::size_t n) { fills_active_->Set(static_cast<double>(n)); }
 void Metrics::set_cache_max(std::uint64_t bytes) {
   cache_max_bytes_->Set(static_cast<double>(bytes));
@@ -303,6 +338,11 @@ std::string Metrics::render(const cache::Stats& stats) {
     feed(index_errors_, stats.index_errors, seen_index_errors_);
     cache_bytes_->Set(static_cast<double>(stats.bytes));
     cache_objects_->Set(static_cast<double>(stats.objects));
+    struct statvfs fs {};
+    if (disk_free_ != nullptr && ::statvfs(cache_dir_.c_str(), &fs) == 0) {
+      disk_free_->Set(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize));
+      disk_size_->Set(static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize));
+    }
   }
   prometheus::TextSerializer serializer;
   return serializer.Serialize(registry_->Collect());

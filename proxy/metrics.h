@@ -1,11 +1,15 @@
 // Prometheus metrics of tuskd (prometheus-cpp core; exposed in text format by the admin
 // listener). Every counter is thread-safe; label children are looked up once where the label
-// set is fixed. Never carries a secret: labels are outcome, status, source, upstream, kind.
+// set is fixed. Never carries a secret: labels are outcome, status, source, upstream, kind,
+// peer, result, event, reason, check.
+// Only series that happened are exported, besides a few fixed small sets (sources, connection
+// events, write-error reasons, integrity checks, reload results): tusk_requests_total's
+// children are made on a request's first use of its outcome and status, then reached without
+// a lock (an array of atomic pointers), so the request path never takes Family::Add's mutex.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,7 +53,13 @@ class Metrics {
   void coalesced_waiter();
   void resumed_fill();
   void upstream_ttfb(double seconds);
+  // A fill ended complete (proxy/fetch.cc): `bytes` of body its requests brought, from its
+  // upstream or a peer, in `seconds` from its start to its end.
+  void fill_completed(std::uint64_t bytes, double seconds);
   void set_cache_max(std::uint64_t bytes);
+  // The cache directory, whose filesystem's free and total bytes render() reports. Before
+  // serving (not thread-safe against render).
+  void set_cache_dir(std::string dir);
   void set_fills_active(std::size_t n);
   void connection(ConnEvent e);
   void accept_error();
@@ -108,6 +118,12 @@ class Metrics {
   prometheus::Gauge* cache_max_bytes_;
   prometheus::Gauge* fills_active_;
   prometheus::Histogram* ttfb_;
+  prometheus::Histogram* fill_throughput_;
+  prometheus::Family<prometheus::Gauge>* disk_free_family_;
+  prometheus::Family<prometheus::Gauge>* disk_size_family_;
+  prometheus::Gauge* disk_free_ = nullptr;  // set by set_cache_dir
+  prometheus::Gauge* disk_size_ = nullptr;
+  std::string cache_dir_;
   prometheus::Counter* conn_events_[6] = {};
   prometheus::Counter* accept_errors_;
   prometheus::Gauge* connections_open_;
@@ -126,11 +142,13 @@ class Metrics {
   std::atomic<std::uint64_t> outcome_counts_[7] = {};
   std::atomic<std::uint64_t> upstream_bytes_total_{0};
   std::atomic<std::uint64_t> integrity_failures_total_{0};
-  // Children looked up once: Family::Add takes a lock and hashes labels, too slow for every
-  // request. Statuses outside kStatuses go through Add.
-  static constexpr int kStatuses[] = {200, 206, 304, 400, 404, 405, 412, 416, 499, 502, 504};
+  // tusk_requests_total's children by outcome and status - kMinStatus, made on first use:
+  // Family::Add takes a lock and hashes labels, too slow for every request. Statuses outside
+  // [kMinStatus, kMinStatus + kStatuses) go through Add each time (none that tusk sends).
   static constexpr int kOutcomes = 7;
-  prometheus::Counter* request_children_[kOutcomes][std::size(kStatuses)] = {};
+  static constexpr int kMinStatus = 100;
+  static constexpr int kStatuses = 500;
+  std::atomic<prometheus::Counter*> request_children_[kOutcomes][kStatuses] = {};
   prometheus::Counter* bytes_children_[2] = {};
   std::mutex render_mu_;
   std::uint64_t seen_evictions_ = 0;

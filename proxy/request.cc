@@ -114,6 +114,10 @@ Request::Next Request::recv() {
   const RequestHead& in = ex_->head();
   target_uri_ = in.target;
   method_ = in.method;
+  if (svc_.access_log) {
+    log_ = LogFields{ex_->client(), header_or_empty(in, "Referer"),
+                     header_or_empty(in, "User-Agent"), in.minor};
+  }
   host_ = header_or_empty(in, "Host");
   head_only_ = in.method == "HEAD";
   if (in.method != "GET" && !head_only_) {
@@ -279,6 +283,7 @@ Request::Next Request::fill() {
   // generation whatever the index says.
   seed.recheck = lookups_ < 3;
   seed.direct = from_peer_;
+  fill_at_ = std::chrono::steady_clock::now();
   fill_ = svc_.fills.acquire(cache_key_, target_, std::move(seed), first_byte, &joined_);
   if (!fill_) {
     // A fill ended between our lookup and now: the entry is complete and fresh. Serve it.
@@ -320,10 +325,19 @@ void Request::park_on_head() {
 
 Request::Next Request::await_head() {
   Fill::Snapshot snap = fill_->snapshot();
+  if (snap.phase == Fill::Phase::kStarting) {
+    park_on_head();
+    return Next::kPark;
+  }
+  // A fill whose bytes were all there already (joined_done_) kept this request from no upstream.
+  upstream_ms_ =
+      joined_done_
+          ? -1.0
+          : std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - fill_at_)
+                .count();
   switch (snap.phase) {
     case Fill::Phase::kStarting:
-      park_on_head();
-      return Next::kPark;
+      break;  // handled above
     case Fill::Phase::kFailed:
       if (serve_stale_on_error()) {
         return Next::kContinue;

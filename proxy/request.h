@@ -116,6 +116,16 @@ class Request : public std::enable_shared_from_this<Request> {
 
   std::string method_;
   std::string target_uri_;
+  // For the access-log line, written when the exchange is already gone: from the head, and the
+  // time spent waiting for the upstream (from Fill to the fill's head or failure; < 0: none).
+  struct LogFields {
+    std::string client;
+    std::string referer;
+    std::string user_agent;
+    int minor = 1;
+  } log_;
+  std::chrono::steady_clock::time_point fill_at_{};
+  double upstream_ms_ = -1;
   std::string host_;
   std::shared_ptr<const Live> live_;  // the configuration generation routing used (reload)
   Target target_;

@@ -3,6 +3,7 @@
 #include <event2/buffer.h>
 #include <spdlog/spdlog.h>
 
+#include "proxy/access_log.h"
 #include "proxy/decide.h"
 #include "proxy/request.h"
 #include "s3/printable.h"
@@ -69,13 +70,26 @@ void Request::finish(int status) {
   }
   finished_ = true;
   step_ = Step::kDone;
-  auto elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_);
   svc_.metrics.request(outcome_, status);
   if (svc_.access_log) {
-    // Client bytes are escaped and bounded: a log line is one line, whatever was sent.
-    svc_.access_log->info("\"{} {}\" {} {} {} range=\"{}\" {:.1f}ms", s3::printable(method_, 32),
-                          s3::printable(target_uri_, 1024), status, body_bytes_,
-                          outcome_name(outcome_), s3::printable(range_header_), elapsed.count());
+    AccessEntry e;
+    e.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+    e.client = log_.client;
+    e.method = method_;
+    e.target = target_uri_;
+    e.minor = log_.minor;
+    e.status = status;
+    e.bytes = body_bytes_;
+    e.outcome = outcome_name(outcome_);
+    e.range = range_header_;
+    e.referer = log_.referer;
+    e.user_agent = log_.user_agent;
+    e.upstream_ms = upstream_ms_;
+    e.total_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
+    svc_.access_log->write(e);  // escapes and bounds every client string
   }
   ex_ = nullptr;
   // The last reference may be this one: release it after the current call stack unwinds.

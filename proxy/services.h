@@ -19,11 +19,9 @@
 #include "proxy/metrics.h"
 #include "proxy/router.h"
 
-namespace spdlog {
-class logger;
-}
-
 namespace proxy {
+
+class AccessLog;
 
 // One configuration generation. The router points into `config`, which it keeps alive.
 struct Live {
@@ -33,7 +31,9 @@ struct Live {
   std::uint64_t generation = 1;
 
   Live(std::shared_ptr<const conf::Config> c, std::string token, std::uint64_t gen)
-      : config(std::move(c)), router(config->routes), admin_token(std::move(token)),
+      : config(std::move(c)),
+        router(config->routes),
+        admin_token(std::move(token)),
         generation(gen) {}
 };
 
@@ -44,12 +44,12 @@ struct Services {
   cache::Store& store;
   FillTable& fills;
   Metrics& metrics;
-  conf::Clock clock;  // the process's one wall clock (unix seconds)
-  std::shared_ptr<spdlog::logger> access_log;  // null: no access log
-  std::atomic<int> in_flight{0};               // client requests not yet answered completely
+  conf::Clock clock;                      // the process's one wall clock (unix seconds)
+  std::shared_ptr<AccessLog> access_log;  // null: no access log
+  std::atomic<int> in_flight{0};          // client requests not yet answered completely
 
   Services(const conf::Config& c, cache::Store& s, FillTable& f, Metrics& m,
-           std::shared_ptr<spdlog::logger> log, conf::Clock now,
+           std::shared_ptr<AccessLog> log, conf::Clock now,
            std::shared_ptr<const Live> first = nullptr)
       : config(c),
         store(s),
@@ -57,9 +57,9 @@ struct Services {
         metrics(m),
         clock(std::move(now)),
         access_log(std::move(log)),
-        live_(first ? std::move(first)
-                    : std::make_shared<const Live>(std::make_shared<const conf::Config>(c), "",
-                                                   1)) {}
+        live_(first
+                  ? std::move(first)
+                  : std::make_shared<const Live>(std::make_shared<const conf::Config>(c), "", 1)) {}
 
   // The current generation; any thread.
   std::shared_ptr<const Live> live() const { return live_.load(std::memory_order_acquire); }
