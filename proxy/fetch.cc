@@ -49,8 +49,12 @@ class ClientOrigin : public Origin {
     if (metrics_ != nullptr) {
       const std::string& name = client_->upstream().name;
       metrics_->upstream_request(name);
-      cb.on_data = [m = metrics_, name, on_data = std::move(cb.on_data)](std::span<const char> d) {
-        m->upstream_bytes(name, d.size());
+      if (bytes_child_ == nullptr) {
+        bytes_child_ = metrics_->upstream_bytes_child(name);
+      }
+      cb.on_data = [m = metrics_, child = bytes_child_,
+                    on_data = std::move(cb.on_data)](std::span<const char> d) {
+        m->upstream_bytes(child, d.size());
         return on_data(d);
       };
       cb.on_done = [m = metrics_, name,
@@ -68,6 +72,7 @@ class ClientOrigin : public Origin {
  private:
   std::unique_ptr<s3::Client> client_;
   Metrics* metrics_;
+  prometheus::Counter* bytes_child_ = nullptr;  // lives as long as metrics_ (its registry)
 };
 
 // The origin a fetch was started with, metered for tusk_fill_throughput_bytes_per_second:

@@ -280,8 +280,16 @@ Metrics::Summary Metrics::summary() const {
 }
 
 void Metrics::upstream_bytes(const std::string& upstream, std::uint64_t n) {
+  upstream_bytes(upstream_bytes_child(upstream), n);
+}
+
+prometheus::Counter* Metrics::upstream_bytes_child(const std::string& upstream) {
+  return &upstream_bytes_->Add({{"upstream", upstream}});
+}
+
+void Metrics::upstream_bytes(prometheus::Counter* child, std::uint64_t n) {
   upstream_bytes_total_.fetch_add(n, std::memory_order_relaxed);
-  upstream_bytes_->Add({{"upstream", upstream}}).Increment(static_cast<double>(n));
+  child->Increment(static_cast<double>(n));
 }
 
 UpstreamCounts Metrics::upstream_counts(const std::string& upstream) const {

@@ -49,6 +49,10 @@ class Metrics {
   void upstream_request(const std::string& upstream);
   void upstream_error(const std::string& upstream, const std::string& kind);
   void upstream_bytes(const std::string& upstream, std::uint64_t n);
+  // The same without a label lookup (a lock and a hash) per piece of a body: the child for
+  // `upstream` looked up once (its origin does), then counted with upstream_bytes(child, n).
+  prometheus::Counter* upstream_bytes_child(const std::string& upstream);
+  void upstream_bytes(prometheus::Counter* child, std::uint64_t n);
   UpstreamCounts upstream_counts(const std::string& upstream) const;
   void coalesced_waiter();
   void resumed_fill();
