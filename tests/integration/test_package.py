@@ -21,6 +21,7 @@ import re
 import resource
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -273,16 +274,33 @@ class ScratchRoot:
     mount go away when it is closed, or when this process dies). Commands run there with
     nsenter + chroot: dpkg, adduser and the maintainer scripts change only the upper layer. /run
     and /tmp are empty tmpfs (no /run/systemd/system: as in a chroot or a container, the scripts
-    skip systemctl), the network has only a loopback interface."""
+    skip systemctl), the network has only a loopback interface.
 
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.root = workdir / "root"
+    Tricky: nothing mounted here may propagate back to the machine, so the mount that holds the
+    scratch directory must be private in the new namespace. `unshare --propagation private`
+    makes / private, which fails inside a chroot (fresh-check's), where / is not a mount point;
+    so every mount point the namespace can name is made private one by one, and the scratch
+    directory goes under /tmp, a mount point of its own in such a chroot (fresh-check mounts a
+    tmpfs there). The holder refuses to mount anything unless that mount is private."""
+
+    def __init__(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="tusk-scratch-"))
+        self.root = self.workdir / "root"
         self.holder: subprocess.Popen | None = None
 
     def start(self) -> "ScratchRoot":
         script = r"""set -eu
 w=$1
+if ! mount --make-rprivate / 2>/dev/null; then
+  for mp in $(awk '{print $5}' /proc/self/mountinfo); do
+    mount --make-private "$mp" 2>/dev/null || true
+  done
+fi
+prop=$(findmnt -n -o PROPAGATION --target "$w" 2>/dev/null || true)
+if [ "$prop" != private ]; then
+  echo "the mount holding $w is not private here (${prop:-not visible}): refusing to mount" >&2
+  exit 1
+fi
 mount -t tmpfs -o mode=0755 tusk-scratch "$w"
 mkdir "$w/upper" "$w/work" "$w/root"
 mount -t overlay tusk-scratch -o "lowerdir=/,upperdir=$w/upper,workdir=$w/work" "$w/root"
@@ -295,16 +313,16 @@ ip link set lo up
 echo ready
 exec cat >/dev/null
 """
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.holder = subprocess.Popen(
-            ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script, "sh",
-             str(self.workdir)],
+            ["unshare", "--mount", "--net", "--propagation", "unchanged", "sh", "-c", script,
+             "sh", str(self.workdir)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.holder.stdout.readline().strip()
         if line != "ready":
             self.holder.stdin.close()
             err = self.holder.stderr.read()
             self.holder.wait(timeout=30)
+            self.workdir.rmdir()
             pytest.fail(f"could not set up the scratch root: {err.strip()}")
         return self
 
@@ -312,6 +330,9 @@ exec cat >/dev/null
         if self.holder is not None and self.holder.poll() is None:
             self.holder.stdin.close()
             self.holder.wait(timeout=60)
+        # The namespace is gone and its mounts with it: what is left is an empty directory.
+        assert not os.path.ismount(self.workdir), f"{self.workdir} is still mounted"
+        self.workdir.rmdir()
 
     def argv(self, cmd) -> list[str]:
         return ["nsenter", "-t", str(self.holder.pid), "-m", "-n", "--", "chroot", str(self.root),
@@ -346,17 +367,17 @@ exec cat >/dev/null
 
 
 @pytest.fixture(scope="module")
-def scratch(deb, tmp_path_factory):
+def scratch(deb):
     """The package installed with `dpkg -i` into a scratch root (see ScratchRoot)."""
     if os.geteuid() != 0:
         pytest.skip("installing the package into a scratch root needs root (mount namespaces, "
                     "chroot); CI runs as root")
-    for tool in ("unshare", "nsenter", "chroot", "ip"):
+    for tool in ("unshare", "nsenter", "chroot", "findmnt", "ip"):
         assert shutil.which(tool), f"{tool} is missing: run ./scripts/install-deps.sh"
-    root = ScratchRoot(tmp_path_factory.mktemp("scratch") / "ns").start()
+    root = ScratchRoot().start()
     try:
-        # A machine that has the package or a tusk user already: take them away in here, so
-        # that postinst meets a system that never saw tusk.
+        # A machine that has the package, a tusk user or tusk's directories already: take
+        # them away in here, so that postinst meets a system that never saw the package...
         if root.run(["dpkg-query", "-W", "-f=${Status}", "tusk"], check=False).stdout.startswith(
                 "install ok"):
             root.run(["dpkg", "--purge", "tusk"])
@@ -364,6 +385,12 @@ def scratch(deb, tmp_path_factory):
             root.run(["userdel", "tusk"])
         if root.run(["getent", "group", "tusk"], check=False).returncode == 0:
             root.run(["groupdel", "tusk"])
+        root.run(["rm", "-rf", "/etc/tusk", "/etc/logrotate.d/tusk", "/var/cache/tusk",
+                  "/var/log/tusk"])
+        # ... but where tuskd once ran by hand as root (it happens: it left a root-owned cache
+        # on this very machine once), which postinst must hand over to tusk.
+        root.sh("mkdir -p /var/cache/tusk/tmp && touch /var/cache/tusk/tmp/spool "
+                "&& mkdir /var/log/tusk && touch /var/log/tusk/by-hand.log")
         # The .deb goes in through the namespace (our view of root/tmp is not the tmpfs).
         with open(deb, "rb") as src:
             r = subprocess.run(root.argv(["sh", "-c", "cat > /tmp/tusk.deb"]), stdin=src,
@@ -389,6 +416,10 @@ def test_postinst_makes_the_user_and_hands_it_the_cache(scratch):
 
     assert scratch.stat("/var/cache/tusk") == "tusk:tusk 750"
     assert scratch.stat("/var/log/tusk") == "tusk:adm 2750"
+    # What was there before the package (see scratch()) is tusk's now.
+    assert scratch.stat("/var/cache/tusk/tmp").startswith("tusk:tusk ")
+    assert scratch.stat("/var/cache/tusk/tmp/spool").startswith("tusk:tusk ")
+    assert scratch.stat("/var/log/tusk/by-hand.log").startswith("tusk:adm ")
     assert scratch.stat("/etc/tusk/tusk.yaml") == "root:root 644"
     assert scratch.stat("/usr/sbin/tuskd") == "root:root 755"
     overrides = scratch.run(["dpkg-statoverride", "--list"]).stdout
