@@ -162,6 +162,7 @@ def test_contents_and_modes(deb, unpacked):
         "./usr/share/man/man1/tusk.1.gz": "-rw-r--r--",
         "./usr/share/doc/tusk/copyright": "-rw-r--r--",
         "./usr/share/doc/tusk/changelog.gz": "-rw-r--r--",
+        "./usr/share/lintian/overrides/tusk": "-rw-r--r--",
         # Shipped root-owned; postinst's dpkg-statoverride hands them to tusk.
         "./var/cache/tusk": "drwxr-xr-x",
         "./var/log/tusk": "drwxr-xr-x",
