@@ -323,8 +323,8 @@ exec cat >/dev/null
             self.holder.stdin.close()
             err = self.holder.stderr.read()
             self.holder.wait(timeout=30)
-            self.workdir.rmdir()
             pytest.fail(f"could not set up the scratch root: {err.strip()}")
+        self.run(["true"])  # commands reach it (the checks below that may fail rely on that)
         return self
 
     def stop(self) -> None:
@@ -332,12 +332,15 @@ exec cat >/dev/null
             self.holder.stdin.close()
             self.holder.wait(timeout=60)
         # The namespace is gone and its mounts with it: what is left is an empty directory.
-        assert not os.path.ismount(self.workdir), f"{self.workdir} is still mounted"
-        self.workdir.rmdir()
+        if self.workdir.exists():
+            assert not os.path.ismount(self.workdir), f"{self.workdir} is still mounted"
+            self.workdir.rmdir()
 
     def argv(self, cmd) -> list[str]:
-        return ["nsenter", "-t", str(self.holder.pid), "-m", "-n", "--", "chroot", str(self.root),
-                *map(str, cmd)]
+        # -r: entering a mount namespace moves the caller to that namespace's real root, which
+        # inside a chroot is not ours; the holder's root is.
+        return ["nsenter", "-t", str(self.holder.pid), "-m", "-n", "-r", "--", "chroot",
+                str(self.root), *map(str, cmd)]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -375,8 +378,9 @@ def scratch(deb):
                     "chroot); CI runs as root")
     for tool in ("unshare", "nsenter", "chroot", "findmnt", "ip"):
         assert shutil.which(tool), f"{tool} is missing: run ./scripts/install-deps.sh"
-    root = ScratchRoot().start()
+    root = ScratchRoot()
     try:
+        root.start()
         # A machine that has the package, a tusk user or tusk's directories already: take
         # them away in here, so that postinst meets a system that never saw the package...
         if root.run(["dpkg-query", "-W", "-f=${Status}", "tusk"], check=False).stdout.startswith(
