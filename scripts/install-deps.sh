@@ -16,8 +16,10 @@ pkgs=(
   curl aria2 s3cmd wget lmdb-utils procps iproute2 openssl
   python3 python3-pytest python3-boto3 python3-botocore python3-requests
   # tests of the fleet and the package: the balancer sites run, Prometheus (and promtool) to
-  # scrape and check the metrics, lintian to check the .deb, fakeroot and dpkg-dev for cpack
-  haproxy prometheus lintian fakeroot dpkg-dev
+  # scrape and check the metrics, lintian to check the .deb, fakeroot and dpkg-dev for cpack,
+  # systemd for `systemd-analyze verify` of the unit (no systemd runs as PID 1 in tests),
+  # logrotate to rotate the package's access log
+  haproxy prometheus lintian fakeroot dpkg-dev systemd logrotate
   # benchmarks: the peers tusk is measured against
   varnish nginx-light wrk
 )
