@@ -5,7 +5,9 @@ tuskd that know each other as peers, and one radosgw. What is shown:
 - the same cold object asked of all three edges directly, at once, leaves radosgw once;
 - an edge killed with kill -9 during downloads: clients that resume through HAProxy get exact
   bytes from the others (peers of a dead owner fall back to radosgw); restarted, it serves its
-  objects again from its disk, and the fleet asks radosgw for none of them.
+  objects again from its disk, and the fleet asks radosgw for none of them;
+- an edge that drains (SIGTERM) leaves HAProxy's pool while it still serves, no client request
+  fails, and only its objects move (consistent hashing).
 Counting is done on radosgw's own log (every byte range it was asked for), not on tuskd's word."""
 
 from __future__ import annotations
@@ -307,3 +309,81 @@ def test_edge_killed_during_downloads_then_restarted(rgw, fleet):
         assert r.headers.get("X-Cache") == "HIT", (key, r.headers.get("X-Cache"))
     assert rgw.object_requests(since, bucket=b) == []
     assert edges[victim].metric("tusk_requests_total") > before, "HAProxy never used it again"
+
+
+def serving_edge(edges: dict, url: str) -> tuple[str, bytes]:
+    """GETs `url` and tells which edge answered (the one whose request count moved). For cached
+    objects only: a miss also moves the count of the owner it fills from."""
+    before = {n: t.metric("tusk_requests_total") for n, t in edges.items() if t.running()}
+    body = requests.get(url, timeout=30).content
+    after = {n: t.metric("tusk_requests_total") for n, t in edges.items() if t.running()}
+    moved = [n for n in after if after[n] > before.get(n, 0)]
+    assert len(moved) == 1, f"{url}: request counts moved on {moved}"
+    return moved[0], body
+
+
+def test_a_draining_edge_leaves_the_pool_without_a_failed_request(rgw, fleet):
+    b, edges, ha = fleet
+    rng = random.Random(41)
+    objects = put_objects(rgw, b, {f"d{i:02d}.img": rng.randrange(64 * 1024, 1 * MiB)
+                                   for i in range(15)}, seed=42)
+    for key, data in objects.items():
+        assert requests.get(f"{ha.url}/images/{key}", timeout=30).content == data, key
+    for t in edges.values():
+        t.wait_fills_settled()
+    where = {}
+    for key, data in objects.items():
+        where[key], body = serving_edge(edges, f"{ha.url}/images/{key}")
+        assert body == data, key
+    # The edge that serves the most objects drains: /readyz turns 503 at once while it keeps
+    # serving for drain_delay (longer than HAProxy's inter 2s x fall 2), so HAProxy takes it out
+    # of the pool before its port closes.
+    counts = {n: list(where.values()).count(n) for n in edges}
+    victim = max(counts, key=counts.get)
+    assert counts[victim] >= 1
+    t = edges[victim]
+    t.stop()
+    t.config["server"]["drain_delay"] = "8s"
+    t.start()
+    ha.wait_states({n: "UP" for n in edges}, timeout=30)
+
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def clients():
+        keys = list(objects)
+        i = 0
+        while not stop.is_set():
+            key = keys[i % len(keys)]
+            i += 1
+            try:
+                r = requests.get(f"{ha.url}/images/{key}", timeout=10)
+                if r.status_code != 200 or r.content != objects[key]:
+                    failures.append(f"{key}: {r.status_code}")
+            except requests.RequestException as e:
+                failures.append(f"{key}: {e}")
+
+    th = threading.Thread(target=clients)
+    th.start()
+    try:
+        time.sleep(0.5)
+        t.proc.send_signal(15)
+        ha.wait_states({victim: "DOWN"}, timeout=8)
+        assert t.proc.poll() is None, "HAProxy saw the edge go only when it had exited"
+        t.proc.wait(30)
+        time.sleep(1)  # requests after the port closed, too
+    finally:
+        stop.set()
+        th.join(30)
+    assert failures == [], failures[:5]
+    # Only the drained edge's objects moved, each to one of the others; the rest stayed put.
+    for t2 in edges.values():
+        if t2.running():
+            t2.wait_fills_settled()
+    for key, data in objects.items():
+        now, body = serving_edge(edges, f"{ha.url}/images/{key}")
+        assert body == data, key
+        if where[key] == victim:
+            assert now != victim, key
+        else:
+            assert now == where[key], f"{key} moved from {where[key]} to {now}"
