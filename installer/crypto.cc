@@ -16,32 +16,14 @@
 #include <fstream>
 #include <vector>
 
+#include "installer/ssl.h"
+
 namespace installer {
 namespace {
 
-std::string ssl_error() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) {
-      out += "; ";
-    }
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
 struct PkeyCtxFree {
   void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
 };
-using BioPtr = std::unique_ptr<BIO, BioFree>;
 using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
 
 Result<std::string> read_small_file(const std::string& path) {
@@ -244,7 +226,7 @@ Result<Key> Key::from_certificate_file(const std::string& path) {
     return conf::unexpected(pem.error());
   }
   BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
-  std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (!cert) {
     ERR_clear_error();
     return fail(Errc::kCrypto, path + ": not a PEM X.509 certificate");

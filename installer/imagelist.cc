@@ -4,6 +4,8 @@
 // its own message instead of OpenSSL's one "certificate verify error".
 #include "installer/imagelist.h"
 
+#include "installer/ssl.h"
+
 // pem.h before cms.h: cms.h declares PEM_read_bio_CMS only when pem.h came first.
 // clang-format off
 #include <openssl/pem.h>
@@ -30,9 +32,6 @@ namespace fs = std::filesystem;
 
 // --- OpenSSL handle owners ----------------------------------------------------------------
 
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
 struct CmsFree {
   void operator()(CMS_ContentInfo* p) const { CMS_ContentInfo_free(p); }
 };
@@ -53,25 +52,11 @@ struct BorrowedStackFree {
 struct OpensslStringFree {
   void operator()(char* p) const { OPENSSL_free(p); }
 };
-using BioPtr = std::unique_ptr<BIO, BioFree>;
 using CmsPtr = std::unique_ptr<CMS_ContentInfo, CmsFree>;
 using StorePtr = std::unique_ptr<X509_STORE, StoreFree>;
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, StoreCtxFree>;
 using CertStackPtr = std::unique_ptr<STACK_OF(X509), CertStackFree>;
 using BorrowedStackPtr = std::unique_ptr<STACK_OF(X509), BorrowedStackFree>;
-
-std::string ssl_error() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) {
-      out += "; ";
-    }
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
 
 std::string bio_text(BIO* b) {
   char* data = nullptr;
