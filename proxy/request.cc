@@ -162,7 +162,8 @@ Request::Next Request::recv() {
   conditions_.if_unmodified_since = header_or_empty(in, "If-Unmodified-Since");
   conditions_.if_range = header_or_empty(in, "If-Range");
   // Another edge of the fleet filling from this one: never send it on to a peer.
-  from_peer_ = !header_or_empty(in, kPeerHeader.data()).empty();
+  const std::string* peer = in.find(kPeerHeader);
+  from_peer_ = peer != nullptr && !peer->empty();
   step_ = Step::kLookup;
   return Next::kContinue;
 }
