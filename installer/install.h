@@ -5,7 +5,10 @@
 // transfer; a concurrent one waits; a crashed one is cleaned up and resumed.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "conf/config.h"
@@ -16,9 +19,34 @@
 
 namespace installer {
 
+class Registry;
+
+// What a url or disk_image source holds: an eustore tarball (kernel, ramdisk and image inside) or
+// one disk image (raw, qcow2, vmdk, …: converted to raw with qemu-img, bundled as the machine
+// image alone). kAuto looks at the first bytes (gzip, bzip2, xz or tar → tarball).
+enum class SourceKind { kAuto, kTarball, kDisk };
+
 struct InstallOptions {
   std::string image_name;    // -i: catalog name (exclusive with tarball)
   std::string tarball;       // -t: local .tgz
+  // Other sources (issue 12): exactly one of image_name, tarball, url and disk_image is given.
+  std::string url;         // any http(s) URL; downloaded with resume and progress
+  std::string disk_image;  // a local file (a tarball or one disk image, see `kind`)
+  SourceKind kind = SourceKind::kAuto;
+  std::string expect_sha512;                // lowercase hex: the source must match (else kChecksum)
+  std::optional<std::uint64_t> expect_size;  // bytes: the source must match
+  std::string expect_format;                // raw | qcow2 | vmdk …: a disk image must be this
+  // The registry key ("" = "<eustore name>@<guid>" for -i/-t, "url:<url>@<guid>" otherwise)
+  // and the content a finished record must hold to be the answer ("" = any): a finished record
+  // with other content is installed again (a changed image-list entry); callers that must refuse
+  // instead (tusk serve's 409) compare before they call.
+  std::string record_key;
+  std::string content;
+  std::string name;  // bundle name prefix ("" = install_name(source))
+  // url: download into this folder and keep the file (a crashed download resumes there) rather
+  // than into the work folder. The caller bounds the folder's size.
+  std::string download_dir;
+  std::string qemu_img = "qemu-img";
   std::string bucket;        // -b
   std::string hypervisor;    // xen | kvm | universal | "" (catalog / layout decides)
   std::string architecture;  // -a, else the catalog's
@@ -30,6 +58,8 @@ struct InstallOptions {
   std::string eustore_url;   // catalog base (tuskd), -U / EUSTORE_URL
   std::string acl = "aws-exec-read";
   std::string registry_dir;
+  Registry* registry = nullptr;  // an open registry to use (one LMDB env per process), else
+                                 // registry_dir is opened
   bool keep_work_dir = false;
   bool trust_registry = false;  // skip the DescribeImages check of recorded ids
   CloudCredentials creds;
@@ -43,6 +73,9 @@ struct InstallIo {
   LogFn log;                      // one human-readable line per event (stderr in the CLI)
   std::FILE* progress = nullptr;  // where progress is drawn (nullptr: none)
   bool tty = false;               // bar (true) or a line per 10 % (false)
+  // Called as the install moves on: the step's name, and bytes done/total while it transfers
+  // (total 0 when unknown). From the installing thread.
+  std::function<void(const char* step, std::uint64_t done, std::uint64_t total)> on_progress;
 };
 
 struct InstallResult {

@@ -15,6 +15,7 @@
 #include "installer/bundle.h"
 #include "installer/cache_cmd.h"
 #include "installer/catalog.h"
+#include "installer/cli.h"
 #include "installer/credentials.h"
 #include "installer/http.h"
 #include "installer/install.h"
@@ -23,21 +24,6 @@
 
 namespace installer {
 namespace {
-
-int report(const Error& e) {
-  std::fprintf(stderr, "tusk: error: %s\n", e.message.c_str());
-  return e.code == Errc::kUsage ? 2 : 1;
-}
-
-void log_line(const std::string& line) {
-  std::fprintf(stderr, "%s\n", line.c_str());
-  std::fflush(stderr);
-}
-
-std::string env_or(const EnvFn& env, const char* name, std::string fallback = {}) {
-  auto v = env(name);
-  return v && !v->empty() ? *v : fallback;
-}
 
 Result<OutputFormat> parse_format(const std::string& f) {
   if (f == "table") return OutputFormat::kTable;
@@ -85,39 +71,6 @@ int describe_images(const DescribeArgs& a, const EnvFn& env) {
 }
 
 // --- credentials shared by install-image and bundle-image -----------------------------------
-
-struct CredArgs {
-  CloudCredentials flags;
-  std::string eucarc;
-};
-
-void add_cred_options(CLI::App* app, CredArgs& c, bool endpoints) {
-  auto* g = "Credentials (default: the euca2ools environment variables)";
-  if (endpoints) {
-    app->add_option("-I,--access-key-id", c.flags.access_key, "access key (EC2_ACCESS_KEY)")
-        ->group(g);
-    app->add_option("-S,--secret-key", c.flags.secret_key, "secret key (EC2_SECRET_KEY)")->group(g);
-    app->add_option("--ec2-url", c.flags.ec2_url, "EC2 endpoint (EC2_URL)")->group(g);
-    app->add_option("--s3-url", c.flags.s3_url, "S3/Walrus endpoint (S3_URL)")->group(g);
-  }
-  app->add_option("-c,--cert", c.flags.cert, "user certificate (EC2_CERT)")->group(g);
-  app->add_option("--privatekey", c.flags.private_key, "user private key (EC2_PRIVATE_KEY)")
-      ->group(g);
-  app->add_option("--ec2cert", c.flags.cloud_cert, "cloud certificate (EUCALYPTUS_CERT)")->group(g);
-  app->add_option("-u,--user", c.flags.user_id, "account id (EC2_USER_ID)")->group(g);
-  app->add_option("--eucarc", c.eucarc, "read credentials from this eucarc file (not executed)")
-      ->group(g);
-}
-
-Result<CloudCredentials> resolve(const CredArgs& c, const EnvFn& env) {
-  std::map<std::string, std::string> rc;
-  if (!c.eucarc.empty()) {
-    auto parsed = parse_eucarc(c.eucarc);
-    if (!parsed) return conf::unexpected(parsed.error());
-    rc = std::move(*parsed);
-  }
-  return resolve_credentials(c.flags, rc, env);
-}
 
 // --- install-image ----------------------------------------------------------------------------
 
@@ -460,6 +413,13 @@ int run(int argc, char** argv) {
   CacheArgs ca;
   CacheVerbs cache_verbs = add_cache_command(app, ca);
 
+  // The other ways images come in (issue 12), each family in its installer/cli_*.cc.
+  std::vector<Command> more;
+  for (auto* add : {add_queue_commands, add_intake_commands, add_serve_commands,
+                    add_migrate_commands}) {
+    for (auto& c : add(app, env)) more.push_back(std::move(c));
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -472,6 +432,9 @@ int run(int argc, char** argv) {
   if (unb->parsed()) return unbundle_cmd(ua);
   if (imgs->parsed()) return images(ga, env);
   if (cache_verbs.cache->parsed()) return cache_cmd(ca, cache_verbs, env);
+  for (const auto& c : more) {
+    if (c.app->parsed()) return c.run();
+  }
   return 2;
 }
 

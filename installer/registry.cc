@@ -72,6 +72,7 @@ std::string encode_record(const InstallRecord& r) {
   j["image"] = r.image;
   j["guid"] = r.guid;
   j["source"] = r.source;
+  if (!r.content.empty()) j["content"] = r.content;
   j["bucket"] = r.bucket;
   j["work_dir"] = r.work_dir;
   j["eki"] = r.eki;
@@ -99,6 +100,7 @@ std::optional<InstallRecord> decode_record(std::string_view data) {
     r.image = j.value("image", "");
     r.guid = j.value("guid", "");
     r.source = j.value("source", "");
+    r.content = j.value("content", "");
     r.bucket = j.value("bucket", "");
     r.work_dir = j.value("work_dir", "");
     r.eki = j.value("eki", "");

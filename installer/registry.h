@@ -28,7 +28,8 @@ struct InstallRecord {
   std::int64_t finished = 0;
   std::string image;   // eustore name (checksum) of the tarball
   std::string guid;    // site
-  std::string source;  // catalog URL or tarball path, informational
+  std::string source;  // catalog URL, tarball path or image URL, informational
+  std::string content;  // InstallOptions::content of the install that wrote it ("" = not given)
   std::string bucket;
   std::string work_dir;       // the owner's temporary folder (removed when a crash is cleaned up)
   std::string eki, eri, emi;  // registered ids ("" until registered)

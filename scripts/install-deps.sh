@@ -20,6 +20,9 @@ pkgs=(
   # systemd for `systemd-analyze verify` of the unit (no systemd runs as PID 1 in tests),
   # logrotate to rotate the package's access log
   haproxy prometheus lintian fakeroot dpkg-dev systemd logrotate
+  # image intake (issue 12): RabbitMQ's C client and a real server for the queue tests, qemu-img
+  # to convert qcow2/vmdk images to raw
+  librabbitmq-dev rabbitmq-server qemu-utils
   # benchmarks: the peers tusk is measured against
   varnish nginx-light wrk
 )
