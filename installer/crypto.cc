@@ -46,6 +46,8 @@ const EVP_MD* md_of(Digest::Algo a) {
       return EVP_sha1();
     case Digest::Algo::kSha256:
       return EVP_sha256();
+    case Digest::Algo::kSha512:
+      return EVP_sha512();
   }
   return EVP_sha1();
 }
@@ -134,20 +136,28 @@ std::string eustore_name_from_md5(std::string_view md5) {
   return buf;
 }
 
-Result<std::string> eustore_name_of_file(const std::string& path) {
+Result<std::string> file_digest_hex(const std::string& path, Digest::Algo algo) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) {
     return fail(Errc::kIo, "cannot read " + path);
   }
-  Digest md5(Digest::Algo::kMd5);
+  Digest d(algo);
   std::vector<char> buf(1 << 20);
   while (std::size_t n = std::fread(buf.data(), 1, buf.size(), f.get())) {
-    md5.update(buf.data(), n);
+    d.update(buf.data(), n);
   }
   if (std::ferror(f.get())) {
     return fail(Errc::kIo, "read error on " + path);
   }
-  return eustore_name_from_md5(md5.final_hex());
+  return d.final_hex();
+}
+
+Result<std::string> eustore_name_of_file(const std::string& path) {
+  auto md5 = file_digest_hex(path, Digest::Algo::kMd5);
+  if (!md5) {
+    return conf::unexpected(md5.error());
+  }
+  return eustore_name_from_md5(*md5);
 }
 
 Result<std::string> random_bytes(std::size_t n) {

@@ -24,7 +24,7 @@ Result<std::string> from_hex(std::string_view hex);
 // Streaming MD5 / SHA-1 / SHA-256. final_hex() may be called once; the object is spent after.
 class Digest {
  public:
-  enum class Algo { kMd5, kSha1, kSha256 };
+  enum class Algo { kMd5, kSha1, kSha256, kSha512 };
   explicit Digest(Algo algo);
   Digest(Digest&&) noexcept;
   Digest& operator=(Digest&&) noexcept;
@@ -42,6 +42,8 @@ class Digest {
 
 std::string sha1_hex(std::string_view data);
 std::string md5_hex(std::string_view data);
+// Lowercase hex digest of a whole file, read once. Errors: unreadable file (kIo).
+Result<std::string> file_digest_hex(const std::string& path, Digest::Algo algo);
 
 // EUSTORE.md §1.7: 10-digit zero-padded decimal CRC-32 (zlib) of the 32 lowercase hex chars of
 // the MD5. `md5_hex` must be that hex string.

@@ -5,9 +5,11 @@
 
 #include <curl/curl.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <vector>
 
 #include "installer/crypto.h"
 
@@ -166,10 +168,29 @@ Result<HttpResponse> Http::request(const std::string& method, const std::string&
 }
 
 Result<Download> Http::download(const std::string& url, const std::string& path,
-                                const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+                                const std::function<void(std::uint64_t, std::uint64_t)>& progress,
+                                bool resume) {
   impl_->reset_common(url);
   CURL* e = impl_->easy.get();
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
+  // Resuming: what the file already holds is hashed first (the MD5 is of the whole file), then
+  // only the rest is asked for.
+  std::uint64_t have = 0;
+  Digest md5(Digest::Algo::kMd5);
+  if (resume) {
+    std::unique_ptr<FILE, int (*)(FILE*)> old(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (old) {
+      std::vector<char> buf(1 << 20);
+      for (std::size_t n; (n = std::fread(buf.data(), 1, buf.size(), old.get())) > 0;) {
+        md5.update(buf.data(), n);
+        have += n;
+      }
+      if (std::ferror(old.get())) {
+        return fail(Errc::kIo, "cannot read " + path + " to resume it");
+      }
+    }
+  }
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), have > 0 ? "ab" : "wb"),
+                                          &std::fclose);
   if (!f) {
     return fail(Errc::kIo, "cannot create " + path);
   }
@@ -178,21 +199,28 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
   HeaderSink hs{&headers, &status};
   struct Sink {
     FILE* f;
-    Digest md5{Digest::Algo::kMd5};
+    Digest md5;
     Download d;
     const std::function<void(std::uint64_t, std::uint64_t)>* progress;
+    std::uint64_t have;  // bytes on disk before this request (0: not resuming)
+    std::uint64_t total = 0;
     bool write_error = false;
     bool bad_status = false;
+    bool bad_range = false;
     int* status;
     Headers* headers;
     bool started = false;
-  } sink{f.get(), Digest(Digest::Algo::kMd5), {}, &progress, false, false, &status, &headers};
+  } sink{f.get(), std::move(md5), {}, &progress, have, 0, false, false, false, &status, &headers};
+  sink.d.bytes = have;
   SlistPtr list = make_slist({});
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, list.get());
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &hs);
+  if (have > 0) {
+    curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(have));
+  }
   curl_easy_setopt(
       e, CURLOPT_WRITEFUNCTION, +[](char* d, size_t s, size_t n, void* u) -> size_t {
         auto* k = static_cast<Sink*>(u);
@@ -202,10 +230,34 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
             k->bad_status = true;
             return 0;
           }
+          std::string range;
           for (const auto& [name, value] : *k->headers) {
             if (strcasecmp(name.c_str(), "Content-Length") == 0) {
               k->d.content_length = std::strtoull(value.c_str(), nullptr, 10);
+            } else if (strcasecmp(name.c_str(), "Content-Range") == 0) {
+              range = value;
             }
+          }
+          if (k->have > 0 && *k->status == 206) {
+            // "bytes <have>-<last>/<total>": anything else is not the rest of our file.
+            const std::string want = "bytes " + std::to_string(k->have) + "-";
+            if (range.rfind(want, 0) != 0) {
+              k->bad_range = true;
+              return 0;
+            }
+            if (k->d.content_length) {
+              k->d.content_length = *k->d.content_length + k->have;
+            }
+          } else if (k->have > 0) {
+            // The server sent the whole object (it ignores Range): start the file over.
+            if (std::fflush(k->f) != 0 || ::ftruncate(::fileno(k->f), 0) != 0 ||
+                std::fseek(k->f, 0, SEEK_SET) != 0) {
+              k->write_error = true;
+              return 0;
+            }
+            k->md5 = Digest(Digest::Algo::kMd5);
+            k->d.bytes = 0;
+            k->have = 0;
           }
         }
         if (std::fwrite(d, 1, s * n, k->f) != s * n) {
@@ -223,6 +275,15 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
   CURLcode rc = curl_easy_perform(e);
   long code = 0;
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+  if (have > 0 && code == 416 && !sink.started) {
+    // Nothing left after `have` bytes, or the object changed under us: start over.
+    f.reset();
+    return download(url, path, progress, /*resume=*/false);
+  }
+  if (sink.bad_range) {
+    return fail(Errc::kNetwork, "GET " + url + ": asked to resume at byte " + std::to_string(have) +
+                                    ", the server answered another range");
+  }
   if (sink.bad_status || (rc == CURLE_OK && code >= 300)) {
     return fail(Errc::kNetwork, "GET " + url + ": HTTP " + std::to_string(code));
   }
@@ -240,7 +301,7 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
   if (!sink.started) {  // empty body: headers were never examined above
     for (const auto& [name, value] : headers) {
       if (strcasecmp(name.c_str(), "Content-Length") == 0) {
-        sink.d.content_length = std::strtoull(value.c_str(), nullptr, 10);
+        sink.d.content_length = std::strtoull(value.c_str(), nullptr, 10) + sink.have;
       }
     }
   }
@@ -252,6 +313,7 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
                                      " bytes, Content-Length said " +
                                      std::to_string(*sink.d.content_length));
   }
+  sink.d.resumed_at = have;
   sink.d.md5_hex = sink.md5.final_hex();
   return sink.d;
 }

@@ -28,7 +28,8 @@ struct HttpResponse {
 struct Download {
   std::uint64_t bytes = 0;
   std::optional<std::uint64_t> content_length;  // as announced, when it was
-  std::string md5_hex;
+  std::string md5_hex;                          // of the whole file
+  std::uint64_t resumed_at = 0;                 // bytes that were on disk already (resume)
 };
 
 class Http {
@@ -51,8 +52,12 @@ class Http {
   // GET `url` into `path` (created/truncated). Errors: status >= 300 (kNetwork, with the status),
   // transport failure (kNetwork), fewer or more bytes than Content-Length (kChecksum), write
   // failure (kIo). `progress(done, total)` gets total 0 when the length is unknown.
+  // With `resume`, a file already at `path` is kept and only the rest is asked for
+  // (Range: bytes=<size>-): a 206 for exactly that is appended, a 200 restarts the file, a 416
+  // restarts the download; a 206 for any other range is an error (kNetwork).
   Result<Download> download(const std::string& url, const std::string& path,
-                            const std::function<void(std::uint64_t, std::uint64_t)>& progress);
+                            const std::function<void(std::uint64_t, std::uint64_t)>& progress,
+                            bool resume = false);
 
  private:
   struct Impl;

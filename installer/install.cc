@@ -22,6 +22,7 @@
 #include "installer/manifest.h"
 #include "installer/progress.h"
 #include "installer/registry.h"
+#include "installer/source.h"
 #include "installer/unpack.h"
 
 namespace installer {
@@ -44,6 +45,9 @@ enum class Step {
   kResume,    // re-read under the lock; clean up a crashed/failed attempt; claim the record
   kCatalog,   // -i: fetch the catalog entry
   kDownload,  // -i: download through the cache, check length and checksum
+  kFetch,     // url: download (resumed when a partial file is there)
+  kInspect,   // url / disk_image: size and SHA-512 as expected; tarball or disk image?
+  kDisk,      // one disk image: to raw (qemu-img), the machine image alone
   kUnpack,    // extract, pick kernel/ramdisk/image
   kKernel,    // bundle + upload + register
   kRamdisk,
@@ -64,6 +68,12 @@ const char* step_name(Step s) {
       return "catalog";
     case Step::kDownload:
       return "download";
+    case Step::kFetch:
+      return "fetch";
+    case Step::kInspect:
+      return "inspect";
+    case Step::kDisk:
+      return "disk image";
     case Step::kUnpack:
       return "unpack";
     case Step::kKernel:
@@ -153,6 +163,12 @@ class Installer {
         return catalog();
       case Step::kDownload:
         return download();
+      case Step::kFetch:
+        return fetch();
+      case Step::kInspect:
+        return inspect();
+      case Step::kDisk:
+        return disk();
       case Step::kUnpack:
         return unpack();
       case Step::kKernel:
@@ -176,8 +192,19 @@ class Installer {
   }
 
   Result<void> validate() {
-    if (opt_.image_name.empty() == opt_.tarball.empty()) {
+    const int sources = !opt_.image_name.empty() + !opt_.tarball.empty() + !opt_.url.empty() +
+                        !opt_.disk_image.empty();
+    if (sources != 1) {
       return fail(Errc::kUsage, "give exactly one of -i NAME and -t TARBALL");
+    }
+    if (!opt_.url.empty() && opt_.url.rfind("http://", 0) != 0 &&
+        opt_.url.rfind("https://", 0) != 0) {
+      return fail(Errc::kUsage, "the image URL must be http:// or https://");
+    }
+    if (!opt_.expect_sha512.empty() &&
+        (opt_.expect_sha512.size() != 128 ||
+         opt_.expect_sha512.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+      return fail(Errc::kUsage, "the expected SHA-512 must be 128 lowercase hex digits");
     }
     if (opt_.bucket.empty() ||
         opt_.bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -244,19 +271,36 @@ class Installer {
     if (!opt_.image_name.empty()) {
       image_ = opt_.image_name;
       source_ = normalize_base(opt_.eustore_url) + " #" + image_;
-    } else {
+    } else if (!opt_.tarball.empty()) {
       auto name = eustore_name_of_file(opt_.tarball);
       TUSK_TRY(name);
       image_ = *name;
       source_ = fs::absolute(opt_.tarball).string();
+    } else {
+      // url / disk_image: named after the file; the key is the source unless the caller names
+      // one (a serve GUID, an image-list identifier).
+      source_ = !opt_.url.empty() ? opt_.url : fs::absolute(opt_.disk_image).string();
+      image_ = basename_of(source_);
+      if (image_.empty()) {
+        image_ = "image";
+      }
     }
-    key_ = registry_key(image_, guid_);
-    auto reg = Registry::open(opt_.registry_dir);
-    TUSK_TRY(reg);
-    registry_.emplace(std::move(*reg));
+    key_ = !opt_.record_key.empty()                      ? opt_.record_key
+           : opt_.url.empty() && opt_.disk_image.empty() ? registry_key(image_, guid_)
+           : !opt_.url.empty()                           ? "url:" + source_ + "@" + guid_
+                                                         : "file:" + source_ + "@" + guid_;
+    if (opt_.registry != nullptr) {
+      registry_ = opt_.registry;
+    } else {
+      auto reg = Registry::open(opt_.registry_dir);
+      TUSK_TRY(reg);
+      own_registry_.emplace(std::move(*reg));
+      registry_ = &*own_registry_;
+    }
     auto rec = registry_->get(key_);
     TUSK_TRY(rec);
-    if (*rec && (*rec)->state == InstallState::kDone && still_usable(**rec)) {
+    if (*rec && (*rec)->state == InstallState::kDone && content_matches(**rec) &&
+        still_usable(**rec)) {
       return answer_from(**rec);
     }
     return Step::kLock;
@@ -324,6 +368,18 @@ class Installer {
     return checked_usable_;
   }
 
+  // A finished record answers only for the content asked for (an image-list entry whose
+  // checksum changed is installed again).
+  bool content_matches(const InstallRecord& r) const {
+    return opt_.content.empty() || r.content == opt_.content;
+  }
+
+  void progress(const char* step, std::uint64_t done = 0, std::uint64_t total = 0) const {
+    if (io_.on_progress) {
+      io_.on_progress(step, done, total);
+    }
+  }
+
   Step answer_from(const InstallRecord& r) {
     log("Image " + image_ + " is already installed on " + guid_ + " (registry " + registry_->dir() +
         "): nothing to download");
@@ -350,7 +406,8 @@ class Installer {
     TUSK_TRY(rec);
     if (*rec) {
       InstallRecord& old = **rec;
-      if (old.state == InstallState::kDone && still_usable(old)) {
+      const bool changed = old.state == InstallState::kDone && !content_matches(old);
+      if (old.state == InstallState::kDone && !changed && still_usable(old)) {
         return answer_from(old);
       }
       if (old.state == InstallState::kInProgress && old.pid != ::getpid() &&
@@ -360,7 +417,10 @@ class Installer {
                                      ", which holds no lock here (registry on a shared file "
                                      "system?); try again when it has finished");
       }
-      if (old.state == InstallState::kDone) {
+      if (changed) {
+        log("Installing image " + image_ + " again: its content changed (" + old.content + " → " +
+            opt_.content + "); the earlier registration stays as it is");
+      } else if (old.state == InstallState::kDone) {
         log("Installing image " + image_ + " again: a recorded image is no longer usable");
       } else {
         log(std::string("Cleaning up an interrupted install of ") + image_ + " (" +
@@ -377,7 +437,9 @@ class Installer {
               t.bucket);
         }
       }
-      if (old.state == InstallState::kDone) {
+      if (changed) {
+        // New content may come with another kernel: nothing of the old install is reused.
+      } else if (old.state == InstallState::kDone) {
         rec_.eki = usable_eki_;
         rec_.eri = usable_eri_;
       } else {
@@ -398,6 +460,7 @@ class Installer {
     rec_.image = image_;
     rec_.guid = guid_;
     rec_.source = source_;
+    rec_.content = opt_.content;
     rec_.bucket = opt_.bucket;
     rec_.pending_keys.clear();
     TUSK_TRY(registry_->put(key_, rec_));
@@ -410,6 +473,13 @@ class Installer {
       TUSK_TRY(registry_->put(key_, rec_));
     }
     TUSK_TRY(http());
+    if (!opt_.url.empty()) {
+      return Step::kFetch;
+    }
+    if (!opt_.disk_image.empty()) {
+      source_file_ = opt_.disk_image;
+      return Step::kInspect;
+    }
     return opt_.image_name.empty() ? Step::kUnpack : Step::kCatalog;
   }
 
@@ -487,9 +557,109 @@ class Installer {
     return Step::kUnpack;
   }
 
+  // url: into the download folder (kept, and resumed there after a crash) or the work folder.
+  Result<Step> fetch() {
+    std::string file = basename_of(opt_.url);
+    if (file.empty() || file == "." || file == "..") {
+      file = "image";
+    }
+    if (!opt_.download_dir.empty()) {
+      std::error_code ec;
+      fs::create_directories(opt_.download_dir, ec);
+      if (ec) {
+        return fail(Errc::kIo, "create " + opt_.download_dir + ": " + ec.message());
+      }
+      // One file per URL: two URLs ending in the same name never share a download.
+      source_file_ = opt_.download_dir + "/" + sha1_hex(opt_.url).substr(0, 16) + "-" + file;
+      keep_source_ = true;
+    } else {
+      source_file_ = work_.path() + "/" + file;
+    }
+    log("Downloading " + opt_.url);
+    progress("downloading");
+    Progress bar("Downloading image", io_.tty, io_.progress ? io_.progress : stderr);
+    auto d = http_->download(
+        opt_.url, source_file_,
+        [&](std::uint64_t done, std::uint64_t total) {
+          if (io_.progress) bar.update(done, total);
+          progress("downloading", done, total);
+        },
+        /*resume=*/keep_source_);
+    if (io_.progress) bar.finish();
+    TUSK_TRY(d);
+    log("Downloaded " + std::to_string(d->bytes) + " bytes" +
+        (d->resumed_at > 0 ? " (resumed at byte " + std::to_string(d->resumed_at) + ")" : ""));
+    return Step::kInspect;
+  }
+
+  Result<Step> inspect() {
+    if (opt_.expect_size || !opt_.expect_sha512.empty()) {
+      progress("checking");
+      if (auto c = check_source(source_file_, opt_.expect_size, opt_.expect_sha512); !c) {
+        if (keep_source_) {
+          std::error_code ec;
+          fs::remove(source_file_, ec);  // a bad download must not be resumed
+        }
+        return fail(c.error().code,
+                    source_ + ": " + c.error().message + "; nothing was registered");
+      }
+      log("Checked " + source_ + ":" +
+          (opt_.expect_size ? " " + std::to_string(*opt_.expect_size) + " bytes" : "") +
+          (opt_.expect_sha512.empty() ? "" : " SHA-512 matches"));
+    }
+    SourceKind kind = opt_.kind;
+    if (kind == SourceKind::kAuto) {
+      auto k = kind_of_file(source_file_);
+      TUSK_TRY(k);
+      kind = *k;
+    }
+    name_ = opt_.name.empty() ? install_name(source_) : opt_.name;
+    if (kind == SourceKind::kTarball) {
+      tarball_ = source_file_;
+      return Step::kUnpack;
+    }
+    return Step::kDisk;
+  }
+
+  // A single disk image: raw as it is, anything else converted; bundled as the machine image
+  // with the kernel and ramdisk given (or none).
+  Result<Step> disk() {
+    arch_ = opt_.architecture.empty() ? "x86_64" : opt_.architecture;
+    description_ = opt_.description;
+    progress("converting");
+    auto format = disk_format(opt_.qemu_img, source_file_);
+    TUSK_TRY(format);
+    if (!opt_.expect_format.empty() && opt_.expect_format != *format) {
+      return fail(Errc::kFormat, source_ + " is a " + *format + " image, the list says " +
+                                     opt_.expect_format + "; nothing was registered");
+    }
+    std::string raw = source_file_;
+    if (*format != "raw") {
+      raw = work_.path() + "/" + name_ + ".img";
+      log("Converting the " + *format + " image to raw");
+      TUSK_TRY(convert_to_raw(opt_.qemu_img, source_file_, *format, raw, std::chrono::hours(2)));
+    }
+    std::error_code ec;
+    const auto size = fs::file_size(raw, ec);
+    if (ec) {
+      return fail(Errc::kIo, "stat " + raw + ": " + ec.message());
+    }
+    sel_ = Selection{};
+    sel_.image = Member{basename_of(raw), raw, size};
+    kernel_id_ = opt_.kernel_id;
+    ramdisk_id_ = opt_.ramdisk_id;
+    if (kernel_id_.empty()) {
+      log("note: no kernel given: the machine image is registered without one");
+    }
+    TUSK_TRY(load_keys());
+    return Step::kKernel;
+  }
+
   Result<Step> unpack() {
-    const std::string tarball = opt_.tarball.empty() ? tarball_ : opt_.tarball;
-    name_ = install_name(opt_.tarball.empty() ? image_url_ : opt_.tarball);
+    const std::string tarball = !tarball_.empty() ? tarball_ : opt_.tarball;
+    if (name_.empty()) {
+      name_ = install_name(opt_.tarball.empty() ? image_url_ : opt_.tarball);
+    }
     arch_ = opt_.architecture.empty() ? entry_.architecture : opt_.architecture;
     if (arch_.empty()) {
       return fail(Errc::kUsage, "the catalog gives no architecture for this image: use -a ARCH");
@@ -503,7 +673,7 @@ class Installer {
     });
     if (io_.progress) bar.finish();
     TUSK_TRY(members);
-    if (opt_.tarball.empty()) {
+    if (!tarball_.empty() && !keep_source_ && tarball_ != opt_.disk_image) {
       std::error_code ec;
       fs::remove(tarball_, ec);  // the parts need the room more
     }
@@ -621,7 +791,9 @@ class Installer {
     if (io_.progress) bar.finish();
     TUSK_TRY(bundle);
     log("Generating manifest " + bundle->manifest_path);
-    fs::remove(member->file, ec);  // bundled: the disk space is needed more elsewhere
+    if (member->file.rfind(work_.path() + "/", 0) == 0) {
+      fs::remove(member->file, ec);  // bundled: the disk space is needed more elsewhere
+    }
 
     // Keys are recorded before the first byte is uploaded: a crash after this point is cleaned.
     rec_.pending_keys = bundle_keys(*bundle);
@@ -819,7 +991,10 @@ class Installer {
   const InstallOptions& opt_;
   const InstallIo& io_;
   std::string guid_, image_, source_, key_;
-  std::optional<Registry> registry_;
+  Registry* registry_ = nullptr;  // opt_.registry, or own_registry_
+  std::optional<Registry> own_registry_;
+  std::string source_file_;   // url / disk_image: the file (downloaded or given)
+  bool keep_source_ = false;  // in opt_.download_dir: never removed here
   KeyLock lock_;
   InstallRecord rec_;
   bool claimed_ = false;

@@ -27,15 +27,15 @@ class Registry;
 enum class SourceKind { kAuto, kTarball, kDisk };
 
 struct InstallOptions {
-  std::string image_name;    // -i: catalog name (exclusive with tarball)
-  std::string tarball;       // -t: local .tgz
+  std::string image_name;  // -i: catalog name (exclusive with tarball)
+  std::string tarball;     // -t: local .tgz
   // Other sources (issue 12): exactly one of image_name, tarball, url and disk_image is given.
   std::string url;         // any http(s) URL; downloaded with resume and progress
   std::string disk_image;  // a local file (a tarball or one disk image, see `kind`)
   SourceKind kind = SourceKind::kAuto;
-  std::string expect_sha512;                // lowercase hex: the source must match (else kChecksum)
+  std::string expect_sha512;  // lowercase hex: the source must match (else kChecksum)
   std::optional<std::uint64_t> expect_size;  // bytes: the source must match
-  std::string expect_format;                // raw | qcow2 | vmdk …: a disk image must be this
+  std::string expect_format;                 // raw | qcow2 | vmdk …: a disk image must be this
   // The registry key ("" = "<eustore name>@<guid>" for -i/-t, "url:<url>@<guid>" otherwise)
   // and the content a finished record must hold to be the answer ("" = any): a finished record
   // with other content is installed again (a changed image-list entry); callers that must refuse

@@ -26,9 +26,9 @@ struct InstallRecord {
   std::uint64_t pid_start = 0;  // owner's start time (clock ticks since boot, /proc/pid/stat)
   std::int64_t started = 0;     // unix seconds
   std::int64_t finished = 0;
-  std::string image;   // eustore name (checksum) of the tarball
-  std::string guid;    // site
-  std::string source;  // catalog URL, tarball path or image URL, informational
+  std::string image;    // eustore name (checksum) of the tarball
+  std::string guid;     // site
+  std::string source;   // catalog URL, tarball path or image URL, informational
   std::string content;  // InstallOptions::content of the install that wrote it ("" = not given)
   std::string bucket;
   std::string work_dir;       // the owner's temporary folder (removed when a crash is cleaned up)
