@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "installer/error.h"
@@ -51,15 +52,34 @@ class Queue {
   // an operator or drained).
   virtual Result<void> park(const Delivery& d, const std::string& error) = 0;
 
-  // What waits, in delivery order, parked last. Does not change what is delivered.
+  // What waits, in delivery order, parked last. Does not change what is delivered. The embedded
+  // queue also shows messages held by live takers ("taken"); RabbitMQ cannot see those.
   virtual Result<std::vector<QueuedMessage>> list() = 0;
-  // Removes every message (ready, delayed and parked); returns how many.
+  // Removes every message (ready, delayed and parked); returns how many. Messages held by a live
+  // taker stay (it will ack, retry or park them), as RabbitMQ's purge leaves unacked ones.
   virtual Result<std::size_t> drain() = 0;
 
   // For messages: "embedded queue /path" or "amqp://user@host:port/vhost queue tusk.images"
   // (never the password).
   virtual std::string describe() const = 0;
 };
+
+// A RabbitMQ URI as RabbitMQ reads it: amqp://USER:PASS@HOST:PORT/VHOST with each part
+// percent-decoded (so vhost "/" is written %2F). Port defaults to 5672; an absent or empty path
+// means vhost "/" (an empty vhost name is never meant); without USER:PASS@, guest/guest.
+struct AmqpUrl {
+  std::string user = "guest";
+  std::string password = "guest";
+  std::string host;  // a name, an IPv4 address or an IPv6 address without its brackets
+  int port = 5672;
+  std::string vhost = "/";
+};
+
+// Pure. Errors (kUsage) say what is wrong and never quote the URL or any part of it, so a
+// password can never leak into a message: other schemes (amqps is not supported), a missing
+// host, a port that is not 1..65535, a bad %-escape, an unencoded '/' or '@' inside a part, a
+// query or fragment.
+Result<AmqpUrl> parse_amqp_url(std::string_view url);
 
 // `url` empty: the embedded queue in <registry_dir>/queue (created). "amqp://USER:PASS@HOST:PORT
 // [/VHOST]": RabbitMQ, default vhost "/", queue "tusk.images" (with its retry and parked

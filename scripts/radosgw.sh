@@ -40,41 +40,9 @@ die_log() {
 
 now_ms() { date +%s%3N; }
 
-# free_port: a port nobody listens on now on 127.0.0.1 (the kernel picks it; we release it again).
-free_port() {
-  /usr/bin/python3 - <<'EOF'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-EOF
-}
-
-# port_busy PORT: true when something accepts connections on 127.0.0.1:PORT.
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# pick_port: a free port, double-checked against a live listener (radosgw would exit silently).
-pick_port() {
-  local p
-  for _ in 1 2 3 4 5; do
-    p=$(free_port)
-    if ! port_busy "$p"; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "could not find a free port on 127.0.0.1"
-}
-
-# alive PID EXE: PID runs the binary EXE (guards against a recycled PID).
-alive() {
-  local pid=$1 exe=$2
-  [[ -n $pid && -d /proc/$pid ]] || return 1
-  local comm
-  comm=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $comm == *"$exe"* ]]
-}
+# free_port, port_busy, pick_port, alive PID WORD
+# shellcheck source=scripts/ports.sh
+. "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 # rgw_answers PORT: GET / returns a ListAllMyBucketsResult (anonymous: an empty list).
 rgw_answers() {

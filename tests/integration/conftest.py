@@ -171,3 +171,16 @@ def make_relay(rgw):
     yield make
     for r in relays:
         r.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory):
+    """A RabbitMQ node of this session (scripts/rabbitmq.sh on free 127.0.0.1 ports), stopped at
+    the end. `.url` is amqp://tusk:<password>@127.0.0.1:<port>/ with full rights on vhost "/"."""
+    from rabbit import RabbitMQ
+
+    node = RabbitMQ().start(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        yield node
+    finally:
+        node.stop()
