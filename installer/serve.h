@@ -45,6 +45,9 @@ Result<ImageRequest> parse_image_request(std::string_view body);
 std::string request_content(const ImageRequest& r);
 // The URL part of a content string (what a 409 names).
 std::string content_url(std::string_view content);
+// The URL as logs show it: user:password@ becomes ***@ and a query string ?*** (presigned URLs
+// carry signatures there).
+std::string redact_url(std::string_view url);
 
 // --- jobs -----------------------------------------------------------------------------------
 

@@ -95,6 +95,11 @@ class Server {
  public:
   Server(const ServeOptions& o, std::string token, Jobs& jobs, LogFn log)
       : options_(o), token_(std::move(token)), jobs_(jobs), log_(std::move(log)) {}
+  // evhttp_free() runs the close callbacks of the open connections, which touch connections_:
+  // free it while every member is still alive.
+  ~Server() { http_.reset(); }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
 
   Result<void> start() {
     base_.reset(event_base_new());

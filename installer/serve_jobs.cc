@@ -157,7 +157,7 @@ Jobs::PostAnswer Jobs::post(const ImageRequest& request) {
   queue_.push_back(job);
   ++active_;
   wake_.notify_one();
-  log_("serve: " + request.guid + ": queued " + request.url +
+  log_("serve: " + request.guid + ": queued " + redact_url(request.url) +
        (record && record->state != InstallState::kDone ? " (resuming an earlier attempt)" : ""));
   return answer(202, job->view);
 }
@@ -306,8 +306,14 @@ Result<ImageIds> Jobs::run_install(const std::shared_ptr<Job>& job) {
     }
   };
   InstallIo io;
-  io.log = [this, advance, guid = q.guid](const std::string& line) {
-    log_("serve: " + guid + ": " + line);
+  io.log = [this, advance, guid = q.guid, url = q.url,
+            shown = redact_url(q.url)](const std::string& line) {
+    std::string safe = line;  // the installer names the URL as given
+    for (std::size_t at = safe.find(url); at != std::string::npos && url != shown;
+         at = safe.find(url, at + shown.size())) {
+      safe.replace(at, url.size(), shown);
+    }
+    log_("serve: " + guid + ": " + safe);
     if (auto stage = stage_of_log(line)) advance(stage, nullptr);
   };
   io.on_progress = [advance](const char* step, std::uint64_t done, std::uint64_t total) {

@@ -89,6 +89,21 @@ TEST(ServeRequest, GuidsAndContentUrl) {
   EXPECT_EQ(content_url("http://h/x"), "http://h/x");
 }
 
+TEST(ServeRequest, RedactUrl) {
+  const struct {
+    const char* url;
+    const char* shown;
+  } cases[] = {
+      {"http://h/x.img", "http://h/x.img"},
+      {"https://user:pw@h:8080/x", "https://***@h:8080/x"},
+      {"https://h/x?X-Amz-Signature=abc&a=b", "https://h/x?***"},
+      {"http://u:p@h/x?sig=1", "http://***@h/x?***"},
+      {"http://h/a@b", "http://h/a@b"},
+      {"http://h?q=1", "http://h?***"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(redact_url(c.url), c.shown) << c.url;
+}
+
 InstallRecord record(InstallState s, std::string content) {
   InstallRecord r;
   r.state = s;

@@ -165,6 +165,12 @@ def test_token_limits_and_test_mode(services, tmp):
                       "eri": "eri-0000000b"})
     assert given.status_code == 202
     assert svc.wait_done("g2", 10)["eki"] == "eki-0000000a"
+    # Credentials in a URL (userinfo, a presigned query) never reach the log.
+    assert svc.post({"url": "http://user:pw-secret@images.invalid/c.img?sig=q-secret",
+                     "guid": "g3"}).status_code == 202
+    assert svc.wait_done("g3", 10)["state"] == "done"
+    assert "g3: queued http://***@images.invalid/c.img?***" in svc.log()
+    assert "pw-secret" not in svc.log() and "q-secret" not in svc.log()
 
     # Recorded: a restarted service (another registry client) answers the same ids.
     assert svc.stop() == 0
@@ -191,6 +197,21 @@ def test_connection_limit(services, tmp):
         lambda: requests.get(svc.url + "/healthz", timeout=5).status_code == 200, 5,
         what="a closed connection to free its place")
     held[1].close()
+
+
+def test_config_file_and_its_errors(services, tmp):
+    env = {"TUSK_REGISTRY": str(tmp / "registry")}
+    conf = tmp / "tusk-serve.yaml"
+    conf.write_text("serve:\n  test_mode: true\n  parallel: 1\n  download_space: 1G\n")
+    # test_mode comes from the file: no bucket or credentials are needed.
+    svc = services(env, "--config", str(conf))
+    assert svc.post({"url": "http://images.invalid/a.img", "guid": "cfg"}).status_code == 202
+    assert svc.wait_done("cfg", 10)["emi"].startswith("emi-")
+    conf.write_text("serve:\n  paralel: 2\n")
+    p = subprocess.run([tusk_cli_path(), "serve", "--config", str(conf), "--listen",
+                        "127.0.0.1:1", "--token-file", str(tmp / "token")],
+                       env=dict(os.environ, **env), capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and f"{conf}:2:3: unknown key serve.paralel" in p.stderr, p.stderr
 
 
 # -- real registrations ---------------------------------------------------------------------------
