@@ -116,6 +116,7 @@ def store(rgw, bucket, make_tuskd, tmp):
     s3.put_object(Bucket=b, Key="disk.img", Body=disk)
     tuskd = make_tuskd(b)
     return dict(tuskd=tuskd, tarball=tuskd.url + "/images/demo-image.tgz",
+                tarball_size=tb.path.stat().st_size,
                 disk=tuskd.url + "/images/disk.img", disk_bytes=disk)
 
 
@@ -265,14 +266,25 @@ def test_concurrent_calls_register_once_then_answer_without_transfer(
     assert h["state"] == "failed" and "does not fit in the download space" in h["error"], h
 
 
-def test_download_space_removes_the_oldest_finished_download(rgw, bucket, ec2, cloud_env, store,
-                                                           services, tmp):
+def test_progress_and_download_space_removes_the_oldest_finished_download(
+        rgw, bucket, make_relay, ec2, cloud_env, store, services, tmp):
     b = bucket()
     dl = tmp / "downloads"
     svc = services(cloud_env, "-b", b, "--acl", "private", "--download-dir", str(dl),
                    "--download-space", "4M")
-    first = {"url": store["tarball"], "guid": "space-1", "architecture": "x86_64"}
+    slow = make_relay("slow:1000000", upstream=store["tuskd"].url)  # about 2 s for the tarball
+    first = {"url": slow.url + "/images/demo-image.tgz", "guid": "space-1",
+             "architecture": "x86_64"}
     svc.post(first)
+    seen = []
+
+    def downloading():
+        v = svc.get("space-1").json()
+        seen.append(v)
+        return v["state"] == "downloading" and 0 < v["bytes_done"] < v["bytes_total"]
+
+    harness.wait_until(downloading, 20, what="progress while downloading")
+    assert seen[-1]["bytes_total"] == store["tarball_size"]
     one = svc.wait_done("space-1", 60)
     assert one["state"] == "done", (one, svc.log()[-3000:])
     kept = [p for p in dl.iterdir()]
