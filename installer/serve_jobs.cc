@@ -123,7 +123,11 @@ Jobs::PostAnswer Jobs::post(const ImageRequest& request) {
   if (stopping_) return refuse(503, "the service is stopping");
   std::optional<JobSummary> summary;
   auto it = jobs_.find(request.guid);
-  if (it != jobs_.end()) summary = JobSummary{it->second->view.state, it->second->content};
+  // A finished job answers from the registry, the truth (`tusk images remove` may have
+  // deregistered it since); running and failed ones from the table.
+  if (it != jobs_.end() && it->second->view.state != JobState::kDone) {
+    summary = JobSummary{it->second->view.state, it->second->content};
+  }
   std::optional<InstallRecord> record;
   if (!summary || summary->state == JobState::kFailed) {
     auto r = registry_.get(record_key_of(request.guid));
@@ -140,7 +144,6 @@ Jobs::PostAnswer Jobs::post(const ImageRequest& request) {
     case PostVerdict::kJoin:
       return answer(202, it->second->view);
     case PostVerdict::kAnswer:
-      if (summary && summary->state == JobState::kDone) return answer(200, it->second->view);
       return answer(200, done_view(request.guid, *record));
     case PostVerdict::kStart:
       break;
@@ -164,7 +167,9 @@ Jobs::PostAnswer Jobs::post(const ImageRequest& request) {
 
 std::optional<JobView> Jobs::find(const std::string& guid, std::string* error) {
   std::lock_guard lock(mu_);
-  if (auto it = jobs_.find(guid); it != jobs_.end()) return it->second->view;
+  if (auto it = jobs_.find(guid); it != jobs_.end() && it->second->view.state != JobState::kDone) {
+    return it->second->view;
+  }
   auto r = registry_.get(record_key_of(guid));
   if (!r) {
     *error = "registry: " + r.error().message;

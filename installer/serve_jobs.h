@@ -49,8 +49,10 @@ class Jobs {
   // Decides (decide_post) and starts or joins a job. Errors reading the registry answer 503.
   PostAnswer post(const ImageRequest& request);
 
-  // The job of `guid`, else what the registry holds (an in-progress record without a job was
-  // interrupted: reported failed). nullopt: unknown GUID. `error` is set on a registry failure.
+  // The job of `guid` while it runs or after it failed, else what the registry holds (a done job
+  // answers from its record: the record may have been removed since) (an in-progress record without
+  // a job was interrupted: reported failed). nullopt: unknown GUID. `error` is set on a registry
+  // failure.
   std::optional<JobView> find(const std::string& guid, std::string* error);
 
   // Stops taking jobs: queued ones fail ("the service stopped…"), running ones go on.
