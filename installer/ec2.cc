@@ -253,4 +253,29 @@ Result<std::string> register_image(Http& http, const Ec2Endpoint& ep, const Regi
   return post_action(http, ep, register_params(ep, p), parse_register_response);
 }
 
+Params deregister_params(const Ec2Endpoint& ep, const std::string& id) {
+  return {{"Action", "DeregisterImage"}, {"Version", ep.api_version}, {"ImageId", id}};
+}
+
+Result<void> parse_deregister_response(int status, std::string_view body) {
+  pugi::xml_document doc;
+  if (auto loaded = load_answer("DeregisterImage", status, body, doc); !loaded) {
+    return conf::unexpected(loaded.error());
+  }
+  const std::string ret = lower(trimmed(find_local(doc, "return").text().get()));
+  if (ret != "true") {
+    return fail(Errc::kRemote,
+                "DeregisterImage: the cloud answered <return>" + ret.substr(0, 20) + "</return>");
+  }
+  return {};
+}
+
+Result<void> deregister_image(Http& http, const Ec2Endpoint& ep, const std::string& id) {
+  auto r = post_action(http, ep, deregister_params(ep, id), parse_deregister_response);
+  if (!r && is_image_not_found(r.error())) {
+    return {};  // already gone
+  }
+  return r;
+}
+
 }  // namespace installer

@@ -82,6 +82,12 @@ bool is_image_not_found(const Error& e);
 Result<std::vector<ImageInfo>> describe_images(Http& http, const Ec2Endpoint& ep,
                                                const std::vector<std::string>& ids);
 
+// DeregisterImage (ImageId). A 2xx must say <return>true</return>; an unknown id counts as done
+// (it is gone either way). Errors as parse_register_response, kNetwork for transport failures.
+Params deregister_params(const Ec2Endpoint& ep, const std::string& id);
+Result<void> parse_deregister_response(int status, std::string_view body);
+Result<void> deregister_image(Http& http, const Ec2Endpoint& ep, const std::string& id);
+
 // An image a launch can use: registered and not failed or deregistered.
 inline bool is_usable_state(std::string_view state) {
   return state == "available" || state == "pending";

@@ -243,25 +243,9 @@ class Installer {
       return fail(Errc::kUsage, "missing credentials: " + missing +
                                     " (set them in the environment, an eucarc file or flags)");
     }
-    guid_ = opt_.guid.empty() ? c.user_id + "@" + c.ec2_url : opt_.guid;
-    s3_.upstream.name = "s3";
-    s3_.upstream.endpoint = c.s3_url;
-    while (!s3_.upstream.endpoint.empty() && s3_.upstream.endpoint.back() == '/') {
-      s3_.upstream.endpoint.pop_back();
-    }
-    s3_.upstream.signature = opt_.s3_signature;
-    s3_.upstream.region = opt_.s3_region;
-    s3_.upstream.access_key = c.access_key;
-    s3_.upstream.secret_key = c.secret_key;
-    s3_.upstream.retries = 1;
-    s3_.upstream.stall_timeout = std::chrono::milliseconds(120000);
-    s3_.bucket = opt_.bucket;
-    s3_.acl = opt_.acl;
-    ec2_.url = c.ec2_url;
-    ec2_.access_key = c.access_key;
-    ec2_.secret_key = c.secret_key;
-    ec2_.signature = opt_.ec2_signature;
-    ec2_.region = opt_.ec2_region;
+    guid_ = site_guid(opt_);
+    s3_ = s3_target_of(opt_);
+    ec2_ = ec2_endpoint_of(opt_);
     return {};
   }
 
@@ -1033,6 +1017,38 @@ std::string install_name(std::string_view url_or_path) {
     }
   }
   return "eustore-" + base;
+}
+
+S3Target s3_target_of(const InstallOptions& opt) {
+  S3Target t;
+  t.upstream.name = "s3";
+  t.upstream.endpoint = opt.creds.s3_url;
+  while (!t.upstream.endpoint.empty() && t.upstream.endpoint.back() == '/') {
+    t.upstream.endpoint.pop_back();
+  }
+  t.upstream.signature = opt.s3_signature;
+  t.upstream.region = opt.s3_region;
+  t.upstream.access_key = opt.creds.access_key;
+  t.upstream.secret_key = opt.creds.secret_key;
+  t.upstream.retries = 1;
+  t.upstream.stall_timeout = std::chrono::milliseconds(120000);
+  t.bucket = opt.bucket;
+  t.acl = opt.acl;
+  return t;
+}
+
+Ec2Endpoint ec2_endpoint_of(const InstallOptions& opt) {
+  Ec2Endpoint ep;
+  ep.url = opt.creds.ec2_url;
+  ep.access_key = opt.creds.access_key;
+  ep.secret_key = opt.creds.secret_key;
+  ep.signature = opt.ec2_signature;
+  ep.region = opt.ec2_region;
+  return ep;
+}
+
+std::string site_guid(const InstallOptions& opt) {
+  return opt.guid.empty() ? opt.creds.user_id + "@" + opt.creds.ec2_url : opt.guid;
 }
 
 Result<InstallResult> install_image(const InstallOptions& opt, const InstallIo& io) {

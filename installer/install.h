@@ -95,6 +95,13 @@ struct InstallResult {
 // registry record says "failed" (the next attempt reuses already registered kernel/ramdisk ids).
 Result<InstallResult> install_image(const InstallOptions& opt, const InstallIo& io);
 
+// The S3 target (endpoint, keys, signature, bucket, ACL), the EC2 endpoint and the site GUID
+// ("<EC2_USER_ID>@<EC2_URL>" unless given) an install of `opt` uses; for the commands that
+// work on what installs made (images remove, worker).
+S3Target s3_target_of(const InstallOptions& opt);
+Ec2Endpoint ec2_endpoint_of(const InstallOptions& opt);
+std::string site_guid(const InstallOptions& opt);
+
 // "eustore-<basename minus last extension, '.' -> '_'>" (EUSTORE.md §2.4, 3.0 naming).
 std::string install_name(std::string_view url_or_path);
 

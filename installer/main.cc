@@ -21,6 +21,7 @@
 #include "installer/install.h"
 #include "installer/progress.h"
 #include "installer/registry.h"
+#include "installer/remove.h"
 
 namespace installer {
 namespace {
@@ -260,6 +261,32 @@ int images(const ImagesArgs& a, const EnvFn& env) {
   return 0;
 }
 
+struct RemoveArgs {
+  CloudArgs cloud;  // its --guid selects the records
+  bool all = false;
+};
+
+int images_remove(const RemoveArgs& a, const EnvFn& env) {
+  if (a.cloud.guid.empty() == !a.all) {
+    return report(Error{Errc::kUsage, "give exactly one of --guid G and --all"});
+  }
+  InstallOptions opt;
+  if (auto r = a.cloud.apply(opt, env); !r) return report(r.error());
+  if (opt.creds.ec2_url.empty() || opt.creds.s3_url.empty() || opt.creds.access_key.empty() ||
+      opt.creds.secret_key.empty()) {
+    return report(Error{Errc::kUsage,
+                        "images remove needs EC2_URL, S3_URL, EC2_ACCESS_KEY and EC2_SECRET_KEY"});
+  }
+  auto r = remove_images(opt, a.cloud.guid, a.all, log_line);
+  if (!r) return report(r.error());
+  for (const auto& id : r->deregistered) std::printf("deregistered %s\n", id.c_str());
+  for (const auto& key : r->removed_keys) std::printf("forgot %s\n", key.c_str());
+  std::printf("%zu images deregistered, %zu objects deleted, %zu records removed\n",
+              r->deregistered.size(), r->deleted.size(), r->removed_keys.size());
+  for (const auto& e : r->errors) std::fprintf(stderr, "tusk: error: %s\n", e.c_str());
+  return r->errors.empty() ? 0 : 1;
+}
+
 // --- cache --------------------------------------------------------------------------------------
 
 struct CacheArgs {
@@ -409,14 +436,21 @@ int run(int argc, char** argv) {
   imgs->add_option("--registry", ga.registry, "registry folder");
   imgs->add_option("--format", ga.format, "table, tsv or json")
       ->check(CLI::IsMember({"table", "tsv", "json"}));
+  RemoveArgs ra;
+  auto* img_rm = imgs->add_subcommand(
+      "remove", "deregister recorded images, delete their bundles and forget them");
+  ra.cloud.add(img_rm, /*bucket_required=*/false);
+  img_rm->get_option("--guid")->description(
+      "the records of this GUID (a site's installs, a `tusk serve` image)");
+  img_rm->add_flag("--all", ra.all, "every record")->excludes("--guid");
 
   CacheArgs ca;
   CacheVerbs cache_verbs = add_cache_command(app, ca);
 
   // The other ways images come in (issue 12), each family in its installer/cli_*.cc.
   std::vector<Command> more;
-  for (auto* add : {add_queue_commands, add_intake_commands, add_serve_commands,
-                    add_migrate_commands}) {
+  for (auto* add :
+       {add_queue_commands, add_intake_commands, add_serve_commands, add_migrate_commands}) {
     for (auto& c : add(app, env)) more.push_back(std::move(c));
   }
 
@@ -430,6 +464,7 @@ int run(int argc, char** argv) {
   if (inst->parsed()) return install(ia, env);
   if (bundle_cmd->parsed()) return bundle(ba, env);
   if (unb->parsed()) return unbundle_cmd(ua);
+  if (img_rm->parsed()) return images_remove(ra, env);
   if (imgs->parsed()) return images(ga, env);
   if (cache_verbs.cache->parsed()) return cache_cmd(ca, cache_verbs, env);
   for (const auto& c : more) {

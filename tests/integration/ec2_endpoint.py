@@ -157,12 +157,16 @@ class Ec2Endpoint:
                 raise Ec2Error(404, "InvalidAction", f"no service at {split.path}")
             call.scheme = self._authenticate(h, method, split.path, params, body)
             action = params.get("Action")
-            if action not in ("RegisterImage", "DescribeImages"):
+            if action not in ("RegisterImage", "DescribeImages", "DeregisterImage"):
                 raise Ec2Error(400, "InvalidAction", f"unsupported action {action!r}")
             if not params.get("Version"):
                 raise Ec2Error(400, "MissingParameter", "Version is required")
             if action == "DescribeImages":
                 call.images = self._describe(params)
+                self._reply(h, call, None)
+                return
+            if action == "DeregisterImage":
+                self._deregister(params)
                 self._reply(h, call, None)
                 return
             with self._lock:
@@ -269,6 +273,14 @@ class Ec2Endpoint:
             self.images[image_id] = dict(params, kind=kind, state="available")
         return image_id
 
+    def _deregister(self, params: dict[str, str]) -> None:
+        """As Eucalyptus: the image stays listed as 'deregistered'; an unknown id is an error."""
+        image_id = params.get("ImageId", "")
+        with self._lock:
+            if image_id not in self.images or self.images[image_id]["state"] == "deregistered":
+                raise Ec2Error(400, "InvalidAMIID.NotFound", f"{image_id} does not exist")
+            self.images[image_id]["state"] = "deregistered"
+
     def _describe(self, params: dict[str, str]) -> list[dict]:
         with self._lock:
             if self.describe_fails:
@@ -310,6 +322,11 @@ class Ec2Endpoint:
             body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeImagesResponse '
                     f'xmlns="http://ec2.amazonaws.com/doc/{version}/"><requestId>{request_id}'
                     f"</requestId><imagesSet>{items}</imagesSet></DescribeImagesResponse>\n")
+            call.status = 200
+        elif error is None and call.params.get("Action") == "DeregisterImage":
+            body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<DeregisterImageResponse '
+                    f'xmlns="http://ec2.amazonaws.com/doc/{version}/"><requestId>{request_id}'
+                    f"</requestId><return>true</return></DeregisterImageResponse>\n")
             call.status = 200
         elif error is None:
             body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<RegisterImageResponse '
