@@ -275,8 +275,18 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
   CURLcode rc = curl_easy_perform(e);
   long code = 0;
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-  if (have > 0 && code == 416 && !sink.started) {
-    // Nothing left after `have` bytes, or the object changed under us: start over.
+  if (have > 0 && code == 416) {
+    // "bytes */<total>": with total == have the file is complete already (a crash after the
+    // download); anything else means the object changed under us: start over.
+    for (const auto& [name, value] : headers) {
+      if (strcasecmp(name.c_str(), "Content-Range") == 0 &&
+          value == "bytes */" + std::to_string(have)) {
+        sink.d.content_length = have;
+        sink.d.resumed_at = have;
+        sink.d.md5_hex = sink.md5.final_hex();
+        return sink.d;
+      }
+    }
     f.reset();
     return download(url, path, progress, /*resume=*/false);
   }

@@ -318,6 +318,9 @@ def test_kill_9_mid_registration_then_retry_leaves_no_stray_bundle(
     done = svc2.wait_done("crash-1", 60)
     assert done["state"] == "done", (done, svc2.log()[-3000:])
     assert "Cleaning up an interrupted install" in svc2.log()
+    # The download finished before the crash: the retry finds it whole and fetches nothing more.
+    size = store["tarball_size"]
+    assert f"Downloaded {size} bytes (resumed at byte {size})" in svc2.log(), svc2.log()[-3000:]
     names = [c.params["Name"] for c in ec2.registered()]
     assert names == ["eustore-demo-image-kernel", "eustore-demo-image-ramdisk",
                      "eustore-demo-image"], names

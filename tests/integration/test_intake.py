@@ -273,3 +273,30 @@ def test_worker_takes_from_rabbitmq(site, pki, ec2, rabbitmq):
     assert re.search(r"^registered img-amqp: emi-[0-9A-Fa-f]{8}$", w.stdout, re.M), w.stderr
     assert "img-amqp" not in site["tusk"]("queue", "ls", env=env).stdout
     assert len(ec2.registered()) == 1
+
+
+def test_images_remove_deregisters_deletes_the_bundle_and_forgets(site, pki, ec2, rgw):
+    data = raw_image(7, mb=1)
+    entry = image_entry("img-rm", site["put"]("rm.img", data), data, "raw")
+    site["subscribe"](site["put"]("list.smime", sign(pki, image_list([entry]))))
+    site["tusk"]("subscribe", "sync")
+    w = site["tusk"]("worker", "--acl", "private", "--once", "--no-progress", "-b",
+                     site["target"])
+    emi = re.search(r"^registered img-rm: (emi-\w{8})$", w.stdout, re.M).group(1)
+    s3 = rgw.s3("tusk")
+    keys = lambda: sorted(o["Key"] for o in  # noqa: E731
+                          s3.list_objects(Bucket=site["target"]).get("Contents", []))
+    assert keys() == ["imagelist-img-rm.manifest.xml", "imagelist-img-rm.part.00"]
+
+    other = site["tusk"]("images", "remove", "--guid", "some-other-site")
+    assert "0 images deregistered, 0 objects deleted, 0 records removed" in other.stdout
+    assert ec2.images[emi]["state"] == "available"
+
+    p = site["tusk"]("images", "remove", "--all")
+    assert f"deregistered {emi}" in p.stdout
+    assert "1 images deregistered, 2 objects deleted, 1 records removed" in p.stdout, p.stdout
+    assert ec2.images[emi]["state"] == "deregistered"
+    assert keys() == []
+    assert json.loads(site["tusk"]("images", "--format", "json").stdout) == []
+    bad = site["tusk"]("images", "remove", check=False)
+    assert bad.returncode == 2 and "exactly one of --guid G and --all" in bad.stderr
