@@ -1,6 +1,7 @@
 #include "installer/cli.h"
 
 #include <cstdio>
+#include <ctime>
 #include <map>
 
 namespace installer {
@@ -18,6 +19,16 @@ void log_line(const std::string& line) {
 std::string env_or(const EnvFn& env, const char* name, std::string fallback) {
   auto v = env(name);
   return v && !v->empty() ? *v : fallback;
+}
+
+std::string time_text(std::int64_t t) {
+  if (t == 0) return "-";
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 void add_cred_options(CLI::App* app, CredArgs& c, bool endpoints) {

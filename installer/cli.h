@@ -22,6 +22,8 @@ int report(const Error& e);
 // One diagnostic line on stderr, flushed.
 void log_line(const std::string& line);
 std::string env_or(const EnvFn& env, const char* name, std::string fallback = {});
+// Unix seconds as "2026-12-05T02:11:20Z"; 0 as "-".
+std::string time_text(std::int64_t t);
 
 struct CredArgs {
   CloudCredentials flags;

@@ -28,16 +28,6 @@ std::string queue_url(const std::string& flag, const EnvFn& env) {
   return flag.empty() ? env_or(env, "TUSK_QUEUE") : flag;
 }
 
-std::string date_text(std::int64_t t) {
-  if (t == 0) return "-";
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 struct SubscribeArgs {
   std::string registry, url, token, endorser_dn, ca_dir, queue;
   bool json = false;
@@ -77,10 +67,10 @@ int subscribe_ls(const SubscribeArgs& a, const EnvFn& env) {
                      {"token", !s.token.empty()},  // whether one is set, never its value
                      {"endorser_dn", s.endorser_dn},
                      {"ca_dir", s.ca_dir},
-                     {"synced", date_text(s.synced)},
+                     {"synced", time_text(s.synced)},
                      {"list", s.list_identifier},
                      {"version", s.list_version},
-                     {"expires", date_text(s.list_expires)},
+                     {"expires", time_text(s.list_expires)},
                      {"images", s.images.size()},
                      {"last_error", s.last_error}});
     }
@@ -92,9 +82,9 @@ int subscribe_ls(const SubscribeArgs& a, const EnvFn& env) {
         "%s\n  endorser: %s\n  CA dir: %s\n  token: %s\n  synced: %s (%zu images, list %s"
         " version %s, expires %s)\n",
         s.url.c_str(), s.endorser_dn.empty() ? "any trusted signer" : s.endorser_dn.c_str(),
-        s.ca_dir.c_str(), s.token.empty() ? "none" : "set", date_text(s.synced).c_str(),
+        s.ca_dir.c_str(), s.token.empty() ? "none" : "set", time_text(s.synced).c_str(),
         s.images.size(), s.list_identifier.empty() ? "-" : s.list_identifier.c_str(),
-        s.list_version.empty() ? "-" : s.list_version.c_str(), date_text(s.list_expires).c_str());
+        s.list_version.empty() ? "-" : s.list_version.c_str(), time_text(s.list_expires).c_str());
     if (!s.last_error.empty()) std::printf("  last error: %s\n", s.last_error.c_str());
   }
   return 0;

@@ -24,6 +24,7 @@
 #include "installer/registry.h"
 #include "installer/source.h"
 #include "installer/unpack.h"
+#include "installer/work_dir.h"
 
 namespace installer {
 namespace {
@@ -89,39 +90,6 @@ const char* step_name(Step s) {
   }
   return "?";
 }
-
-class WorkDir {
- public:
-  WorkDir() = default;
-  WorkDir(const WorkDir&) = delete;
-  WorkDir& operator=(const WorkDir&) = delete;
-  ~WorkDir() {
-    if (!path_.empty() && !keep_) {
-      std::error_code ec;
-      fs::remove_all(path_, ec);
-    }
-  }
-  Result<void> create(const std::string& parent, bool keep) {
-    std::string base = parent;
-    if (base.empty()) {
-      const char* t = std::getenv("TMPDIR");
-      base = t && *t ? t : "/var/tmp";
-    }
-    std::string templ = base + "/tusk-install-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) {
-      return fail(Errc::kIo,
-                  "cannot create a work folder under " + base + ": " + std::strerror(errno));
-    }
-    path_ = templ;
-    keep_ = keep;
-    return {};
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  bool keep_ = false;
-};
 
 std::string basename_of(std::string_view p) {
   auto q = p.find('?');
@@ -449,7 +417,7 @@ class Installer {
     rec_.pending_keys.clear();
     TUSK_TRY(registry_->put(key_, rec_));
     claimed_ = true;
-    TUSK_TRY(work_.create(opt_.work_dir, opt_.keep_work_dir));
+    TUSK_TRY(work_.create(opt_.work_dir, opt_.keep_work_dir, "tusk-install"));
     if (opt_.keep_work_dir) {
       log("Work folder (kept): " + work_.path());
     } else {

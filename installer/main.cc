@@ -213,16 +213,6 @@ struct ImagesArgs {
   std::string format = "table";
 };
 
-std::string time_text(std::int64_t t) {
-  if (t == 0) return "-";
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 int images(const ImagesArgs& a, const EnvFn& env) {
   auto fmt = parse_format(a.format);
   if (!fmt) return report(fmt.error());

@@ -25,6 +25,7 @@
 #include "installer/progress.h"
 #include "installer/registry.h"
 #include "installer/source.h"
+#include "installer/work_dir.h"
 #include "s3/client.h"
 #include "s3/printable.h"
 
@@ -176,36 +177,6 @@ const char* step_name(Step s) {
   return kNames[static_cast<int>(s)];
 }
 
-// The migration's own folder: parts/ (manifest + parts) and image/ (the unbundled image).
-class ScratchDir {
- public:
-  ScratchDir() = default;
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty() && !keep_) {
-      fs::remove_all(path_, ec);
-    }
-  }
-  Result<void> make(const std::string& parent, bool keep) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string base = !parent.empty() ? parent : tmp != nullptr && *tmp ? tmp : "/var/tmp";
-    std::string templ = base + "/tusk-migrate-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) {
-      return fail(Errc::kIo, "mkdtemp under " + base + ": " + std::strerror(errno));
-    }
-    path_ = std::move(templ);
-    keep_ = keep;
-    return {};
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  bool keep_ = false;
-};
-
 Result<void> write_file(const std::string& path, std::string_view bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -314,13 +285,9 @@ class Migrator {
       }
       owner_cert_.emplace(std::move(*cert));
     }
-    guid_ = in.guid.empty() ? c.user_id + "@" + c.ec2_url : in.guid;
+    guid_ = site_guid(in);
     key_ = migrate_record_key(opt_.source.endpoint, loc_, guid_);
-    ec2_.url = c.ec2_url;
-    ec2_.access_key = c.access_key;
-    ec2_.secret_key = c.secret_key;
-    ec2_.signature = in.ec2_signature;
-    ec2_.region = in.ec2_region;
+    ec2_ = ec2_endpoint_of(in);
     auto h = Http::create(10, 60);
     if (!h) {
       return conf::unexpected(h.error());
@@ -513,7 +480,8 @@ class Migrator {
   }
 
   Result<Step> parts() {
-    if (auto w = work_.make(opt_.install.work_dir, opt_.install.keep_work_dir); !w) {
+    if (auto w = work_.create(opt_.install.work_dir, opt_.install.keep_work_dir, "tusk-migrate");
+        !w) {
       return conf::unexpected(w.error());
     }
     if (auto s = check_space(); !s) {
@@ -673,7 +641,7 @@ class Migrator {
   std::string manifest_xml_;
   Manifest manifest_;
   std::string kernel_id_, ramdisk_id_;
-  ScratchDir work_;
+  WorkDir work_;  // parts/ (manifest + parts) and image/ (the unbundled image)
   std::string parts_dir_, manifest_path_, image_path_;
   InstallResult result_;
 };
