@@ -174,6 +174,15 @@ int worker(const WorkerArgs& a, const EnvFn& env) {
   int failures = 0;
   while (!g_stop) {
     auto r = work_one(**queue, w, io, std::chrono::seconds(a.once ? 2 : 1), install_image);
+    if (!r && !a.once) {
+      // A broker that went away (or closed the channel of a very long install: RabbitMQ's
+      // consumer_timeout): the event comes back and the registry answers it. Keep serving.
+      log_line("tusk worker: queue error: " + r.error().message + "; retrying in 5 s");
+      for (int i = 0; i < 50 && !g_stop; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      continue;
+    }
     if (!r) return report(r.error());
     switch (r->outcome) {
       case WorkOutcome::kIdle:

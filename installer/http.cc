@@ -90,9 +90,21 @@ struct Http::Impl {
   }
 
   std::string transport_error(CURLcode rc, const std::string& method, const std::string& url) {
-    return method + " " + url + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    return method + " " + redact_url(url) + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc));
   }
 };
+
+std::string redact_url(std::string_view url) {
+  std::string out(url);
+  std::size_t host = out.find("://");
+  host = host == std::string::npos ? 0 : host + 3;
+  std::size_t end = out.find_first_of("/?", host);
+  std::size_t at = out.rfind('@', end == std::string::npos ? out.size() : end);
+  if (at != std::string::npos && at >= host) out.replace(host, at - host, "***");
+  if (std::size_t q = out.find('?'); q != std::string::npos)
+    out.replace(q + 1, std::string::npos, "***");
+  return out;
+}
 
 Http::Http(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Http::Http(Http&&) noexcept = default;
@@ -155,7 +167,7 @@ Result<HttpResponse> Http::request(const std::string& method, const std::string&
   }
   CURLcode rc = curl_easy_perform(e);
   if (bs.overflow) {
-    return fail(Errc::kFormat, method + " " + url + ": response larger than " +
+    return fail(Errc::kFormat, method + " " + redact_url(url) + ": response larger than " +
                                    std::to_string(max_body) + " bytes");
   }
   if (rc != CURLE_OK) {
@@ -169,7 +181,7 @@ Result<HttpResponse> Http::request(const std::string& method, const std::string&
 
 Result<Download> Http::download(const std::string& url, const std::string& path,
                                 const std::function<void(std::uint64_t, std::uint64_t)>& progress,
-                                bool resume) {
+                                bool resume, std::uint64_t max_bytes) {
   impl_->reset_common(url);
   CURL* e = impl_->easy.get();
   // Resuming: what the file already holds is hashed first (the MD5 is of the whole file), then
@@ -207,10 +219,13 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
     bool write_error = false;
     bool bad_status = false;
     bool bad_range = false;
+    bool too_large = false;
+    std::uint64_t max_bytes;
     int* status;
     Headers* headers;
     bool started = false;
-  } sink{f.get(), std::move(md5), {}, &progress, have, 0, false, false, false, &status, &headers};
+  } sink{f.get(), std::move(md5), {},    &progress, have,    0,       false,
+         false,   false,          false, max_bytes, &status, &headers};
   sink.d.bytes = have;
   SlistPtr list = make_slist({});
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, list.get());
@@ -259,6 +274,14 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
             k->d.bytes = 0;
             k->have = 0;
           }
+          if (k->max_bytes > 0 && k->d.content_length && *k->d.content_length > k->max_bytes) {
+            k->too_large = true;
+            return 0;
+          }
+        }
+        if (k->max_bytes > 0 && k->d.bytes + s * n > k->max_bytes) {
+          k->too_large = true;
+          return 0;
         }
         if (std::fwrite(d, 1, s * n, k->f) != s * n) {
           k->write_error = true;
@@ -288,20 +311,24 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
       }
     }
     f.reset();
-    return download(url, path, progress, /*resume=*/false);
+    return download(url, path, progress, /*resume=*/false, max_bytes);
+  }
+  if (sink.too_large) {
+    return fail(Errc::kChecksum, "GET " + redact_url(url) + ": larger than the " +
+                                     std::to_string(max_bytes) + " bytes allowed; stopped");
   }
   if (sink.bad_range) {
-    return fail(Errc::kNetwork, "GET " + url + ": asked to resume at byte " + std::to_string(have) +
-                                    ", the server answered another range");
+    return fail(Errc::kNetwork, "GET " + redact_url(url) + ": asked to resume at byte " +
+                                    std::to_string(have) + ", the server answered another range");
   }
   if (sink.bad_status || (rc == CURLE_OK && code >= 300)) {
-    return fail(Errc::kNetwork, "GET " + url + ": HTTP " + std::to_string(code));
+    return fail(Errc::kNetwork, "GET " + redact_url(url) + ": HTTP " + std::to_string(code));
   }
   if (sink.write_error) {
     return fail(Errc::kIo, "write " + path + " failed (disk full?)");
   }
   if (rc == CURLE_PARTIAL_FILE) {
-    return fail(Errc::kChecksum, "GET " + url + ": the connection closed after " +
+    return fail(Errc::kChecksum, "GET " + redact_url(url) + ": the connection closed after " +
                                      std::to_string(sink.d.bytes) + " bytes, before the " +
                                      "announced Content-Length");
   }
@@ -319,8 +346,8 @@ Result<Download> Http::download(const std::string& url, const std::string& path,
     return fail(Errc::kIo, "write " + path + " failed (disk full?)");
   }
   if (sink.d.content_length && *sink.d.content_length != sink.d.bytes) {
-    return fail(Errc::kChecksum, "GET " + url + ": received " + std::to_string(sink.d.bytes) +
-                                     " bytes, Content-Length said " +
+    return fail(Errc::kChecksum, "GET " + redact_url(url) + ": received " +
+                                     std::to_string(sink.d.bytes) + " bytes, Content-Length said " +
                                      std::to_string(*sink.d.content_length));
   }
   sink.d.resumed_at = have;

@@ -32,6 +32,10 @@ struct Download {
   std::uint64_t resumed_at = 0;                 // bytes that were on disk already (resume)
 };
 
+// `url` for messages and logs: userinfo and the query (presigned signatures, tokens) replaced
+// by "***". Every error Http returns names its URL this way.
+std::string redact_url(std::string_view url);
+
 class Http {
  public:
   // Errors: libcurl cannot initialise (kNetwork).
@@ -54,10 +58,11 @@ class Http {
   // failure (kIo). `progress(done, total)` gets total 0 when the length is unknown.
   // With `resume`, a file already at `path` is kept and only the rest is asked for
   // (Range: bytes=<size>-): a 206 for exactly that is appended, a 200 restarts the file, a 416
-  // restarts the download; a 206 for any other range is an error (kNetwork).
+  // restarts the download; a 206 for any other range is an error (kNetwork). `max_bytes` (0 =
+  // none) bounds the whole file: an announced or received length over it is kChecksum.
   Result<Download> download(const std::string& url, const std::string& path,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress,
-                            bool resume = false);
+                            bool resume = false, std::uint64_t max_bytes = 0);
 
  private:
   struct Impl;

@@ -266,12 +266,18 @@ Result<Step> Installer::lock() {
   return Step::kResume;
 }
 
+std::string Installer::history_key(const InstallRecord& old) const {
+  return key_ + "#" + sha1_hex(old.content).substr(0, 12);
+}
+
 Result<Step> Installer::resume() {
   auto rec = registry_->get(key_);
   TUSK_TRY(rec);
   if (*rec) {
     InstallRecord& old = **rec;
-    const bool changed = old.state == InstallState::kDone && !content_matches(old);
+    // Other content than the record's (a changed image-list entry, a failed attempt at other
+    // content): nothing of the old attempt is reused.
+    const bool changed = !content_matches(old);
     if (old.state == InstallState::kDone && !changed && still_usable(old)) {
       return answer_from(old);
     }
@@ -283,8 +289,8 @@ Result<Step> Installer::resume() {
                                    "system?); try again when it has finished");
     }
     if (changed) {
-      log("Installing image " + image_ + " again: its content changed (" + old.content + " → " +
-          opt_.content + "); the earlier registration stays as it is");
+      log("Installing image " + image_ + " again: its content changed; what the earlier " +
+          "install registered stays, recorded as " + history_key(old));
     } else if (old.state == InstallState::kDone) {
       log("Installing image " + image_ + " again: a recorded image is no longer usable");
     } else {
@@ -303,7 +309,15 @@ Result<Step> Installer::resume() {
       }
     }
     if (changed) {
-      // New content may come with another kernel: nothing of the old install is reused.
+      // What the old content registered keeps a record of its own, so `tusk images` shows it
+      // and `tusk images remove` can still deregister it.
+      if (!old.eki.empty() || !old.eri.empty() || !old.emi.empty()) {
+        InstallRecord kept = old;
+        kept.pending_keys.clear();  // deleted above
+        kept.work_dir.clear();
+        if (kept.state == InstallState::kInProgress) kept.state = InstallState::kFailed;
+        TUSK_TRY(registry_->put(history_key(old), kept));
+      }
     } else if (old.state == InstallState::kDone) {
       rec_.eki = usable_eki_;
       rec_.eri = usable_eri_;

@@ -46,6 +46,9 @@ struct InstallOptions {
   // url: download into this folder and keep the file (a crashed download resumes there) rather
   // than into the work folder. The caller bounds the folder's size.
   std::string download_dir;
+  // url: the most bytes a download may bring (0 = no bound but expect_size's): a larger
+  // Content-Length is refused before the body, a longer body is cut off (kChecksum).
+  std::uint64_t max_download = 0;
   std::string qemu_img = "qemu-img";
   std::string bucket;        // -b
   std::string hypervisor;    // xen | kvm | universal | "" (catalog / layout decides)

@@ -86,7 +86,7 @@ Result<Step> Installer::fetch() {
         if (io_.progress) bar.update(done, total);
         progress("downloading", done, total);
       },
-      /*resume=*/keep_source_);
+      /*resume=*/keep_source_, opt_.expect_size ? *opt_.expect_size : opt_.max_download);
   if (io_.progress) bar.finish();
   TUSK_TRY(d);
   log("Downloaded " + std::to_string(d->bytes) + " bytes" +

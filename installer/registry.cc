@@ -174,7 +174,7 @@ Result<Registry> Registry::open(const std::string& dir) {
     return fail(Errc::kIo, "registry " + dir + ": " + ec.message());
   }
   lmdb::EnvOptions o;
-  o.map_size = 64ull << 20;
+  o.map_size = 1ull << 30;  // sparse: records with long presigned URLs are kilobytes each
   o.mode = 0644;
   auto env = lmdb::Env::open(dir, o);
   if (!env) {
@@ -253,28 +253,40 @@ Result<std::vector<std::pair<std::string, InstallRecord>>> Registry::list() {
   return out;
 }
 
-Result<KeyLock> Registry::lock(const std::string& key, const std::function<void()>& on_wait) {
-  std::string path = dir_ + "/locks/" + sha1_hex(key) + ".lock";
+// The key's lock file opened (its own file description, so threads of one process exclude each
+// other too), and flocked: blocking or not.
+static Result<std::optional<KeyLock>> lock_file(const std::string& path, bool wait) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     return fail(Errc::kIo, "lock " + path + ": " + std::strerror(errno));
   }
   KeyLock lock(fd);
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
-    return lock;
-  }
-  if (errno != EWOULDBLOCK) {
-    return fail(Errc::kIo, "lock " + path + ": " + std::strerror(errno));
-  }
-  if (on_wait) {
-    on_wait();
-  }
-  while (::flock(fd, LOCK_EX) != 0) {
+  while (::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+    if (!wait && errno == EWOULDBLOCK) {
+      return std::optional<KeyLock>();
+    }
     if (errno != EINTR) {
       return fail(Errc::kIo, "lock " + path + ": " + std::strerror(errno));
     }
   }
-  return lock;
+  return std::optional<KeyLock>(std::move(lock));
+}
+
+Result<KeyLock> Registry::lock(const std::string& key, const std::function<void()>& on_wait) {
+  const std::string path = dir_ + "/locks/" + sha1_hex(key) + ".lock";
+  auto now = lock_file(path, /*wait=*/false);
+  if (!now) return conf::unexpected(now.error());
+  if (*now) return std::move(**now);
+  if (on_wait) {
+    on_wait();
+  }
+  auto later = lock_file(path, /*wait=*/true);
+  if (!later) return conf::unexpected(later.error());
+  return std::move(**later);
+}
+
+Result<std::optional<KeyLock>> Registry::try_lock(const std::string& key) {
+  return lock_file(dir_ + "/locks/" + sha1_hex(key) + ".lock", /*wait=*/false);
 }
 
 std::string default_registry_dir(

@@ -1,8 +1,10 @@
 // The installer's registry (ImageProxy semantics, EUSTORE.md §7): LMDB maps "<eustore name>@<site
 // guid>" to the installed eki/eri/emi. An in-progress record names its owner (pid + start time) and
 // the objects uploaded for images not yet registered (cleaned after a crash); a per-key flock makes
-// a second concurrent install wait for the first. LMDB handles are owned by cache/lmdb.h's Env and
-// Txn (shared with the cache index); one thread only.
+// a second concurrent install wait for the first (also between threads of one process: each lock
+// opens its own file description). LMDB handles are owned by cache/lmdb.h's Env and Txn (shared
+// with the cache index). One Registry per process and file (LMDB's rule); its calls may come
+// from several threads, each call being its own transaction.
 #pragma once
 
 #include <cstdint>
@@ -78,6 +80,8 @@ class Registry {
   // Takes the key's exclusive lock. If another process holds it, calls `on_wait` once, then
   // blocks until it is released (the holder finishing or dying both release it).
   Result<KeyLock> lock(const std::string& key, const std::function<void()>& on_wait);
+  // The key's lock when nobody holds it, else nullopt at once.
+  Result<std::optional<KeyLock>> try_lock(const std::string& key);
 
   const std::string& dir() const { return dir_; }
 

@@ -21,12 +21,12 @@ namespace installer {
 namespace {
 
 RemovalPlan plan(const std::vector<std::pair<std::string, InstallRecord>>& records,
-                 const std::function<bool(const InstallRecord&)>& selected) {
+                 const std::function<bool(const std::string&, const InstallRecord&)>& selected) {
   RemovalPlan p;
   std::set<std::string> named_by_rest;
   std::vector<const InstallRecord*> chosen;
   for (const auto& [key, r] : records) {
-    if (selected(r)) {
+    if (selected(key, r)) {
       p.keys.push_back(key);
       chosen.push_back(&r);
     } else {
@@ -48,7 +48,8 @@ RemovalPlan plan(const std::vector<std::pair<std::string, InstallRecord>>& recor
 
 RemovalPlan plan_removal(const std::vector<std::pair<std::string, InstallRecord>>& records,
                          const std::string& guid, bool all) {
-  return plan(records, [&](const InstallRecord& r) { return all || r.guid == guid; });
+  return plan(records,
+              [&](const std::string&, const InstallRecord& r) { return all || r.guid == guid; });
 }
 
 Result<RemoveReport> remove_images(const InstallOptions& opt, const std::string& guid, bool all,
@@ -61,22 +62,42 @@ Result<RemoveReport> remove_images(const InstallOptions& opt, const std::string&
     own.emplace(std::move(*r));
     reg = &*own;
   }
-  auto records = reg->list();
-  if (!records) return conf::unexpected(records.error());
+  auto first = reg->list();
+  if (!first) return conf::unexpected(first.error());
   RemoveReport report;
-  // A record whose install runs right now is not touched (nor what it names).
+  // Each chosen record is locked for the whole removal, so no install can resume it (and pick
+  // up an image about to be deregistered) meanwhile; a record whose lock is held is being
+  // installed right now and is left, with what it names.
+  std::map<std::string, KeyLock> locks;
+  for (const auto& [key, r] : *first) {
+    if (!(all || r.guid == guid)) continue;
+    auto l = reg->try_lock(key);
+    if (!l) return conf::unexpected(l.error());
+    if (!*l) {
+      report.errors.push_back(key + ": being installed right now; left as it is");
+      continue;
+    }
+    locks.emplace(key, std::move(**l));
+  }
+  auto records = reg->list();  // as they are now that they are locked
+  if (!records) return conf::unexpected(records.error());
   auto running = [](const InstallRecord& r) {
     return r.state == InstallState::kInProgress && r.pid != ::getpid() &&
            process_alive(r.pid, r.pid_start);
   };
+  std::set<std::string> chosen;
   for (const auto& [key, r] : *records) {
-    if ((all || r.guid == guid) && running(r)) {
+    if (!locks.count(key) || !(all || r.guid == guid)) continue;
+    if (running(r)) {  // a registry on a file system without flock
       report.errors.push_back(key + ": being installed by pid " + std::to_string(r.pid) +
                               "; left as it is");
+      continue;
     }
+    chosen.insert(key);
   }
-  const RemovalPlan p = plan(
-      *records, [&](const InstallRecord& r) { return (all || r.guid == guid) && !running(r); });
+  const RemovalPlan p = plan(*records, [&](const std::string& key, const InstallRecord&) {
+    return chosen.count(key) > 0;
+  });
   for (const auto& id : p.kept) {
     log("Keeping " + id + ": another registry record uses it");
   }

@@ -135,18 +135,6 @@ std::string content_url(std::string_view content) {
   return std::string(content.substr(0, content.find("#sha512=")));
 }
 
-std::string redact_url(std::string_view url) {
-  std::string out(url);
-  std::size_t host = out.find("://");
-  host = host == std::string::npos ? 0 : host + 3;
-  std::size_t end = out.find_first_of("/?", host);
-  std::size_t at = out.rfind('@', end == std::string::npos ? out.size() : end);
-  if (at != std::string::npos && at >= host) out.replace(host, at - host, "***");
-  if (std::size_t q = out.find('?'); q != std::string::npos)
-    out.replace(q + 1, std::string::npos, "***");
-  return out;
-}
-
 const char* job_state_name(JobState s) {
   switch (s) {
     case JobState::kQueued:

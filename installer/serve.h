@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "installer/error.h"
+#include "installer/http.h"
 #include "installer/install.h"
 #include "installer/registry.h"
 
@@ -47,7 +48,6 @@ std::string request_content(const ImageRequest& r);
 std::string content_url(std::string_view content);
 // The URL as logs show it: user:password@ becomes ***@ and a query string ?*** (presigned URLs
 // carry signatures there).
-std::string redact_url(std::string_view url);
 
 // --- jobs -----------------------------------------------------------------------------------
 
@@ -121,7 +121,7 @@ Auth authorize_bearer(std::string_view authorization, std::string_view token);
 // --- options --------------------------------------------------------------------------------
 
 struct ServeOptions {
-  std::string listen;        // HOST:PORT (port 0: any free port, printed at start)
+  std::string listen;        // HOST:PORT (port 1..65535)
   std::string token_file;    // the bearer token (whole file minus one trailing newline)
   std::string download_dir;  // "" = <registry>/downloads
   std::uint64_t download_space = 10ull << 30;

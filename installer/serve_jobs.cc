@@ -21,7 +21,10 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t kKeepFinished = 1024;
 
-std::string record_key_of(const std::string& guid) { return "serve:" + guid; }
+// Test mode records under its own keys: its made-up ids never answer a real service.
+std::string record_key_of(const std::string& guid, bool test_mode) {
+  return (test_mode ? "serve-test:" : "serve:") + guid;
+}
 
 JobView done_view(const std::string& guid, const InstallRecord& rec) {
   JobView v;
@@ -130,7 +133,7 @@ Jobs::PostAnswer Jobs::post(const ImageRequest& request) {
   }
   std::optional<InstallRecord> record;
   if (!summary || summary->state == JobState::kFailed) {
-    auto r = registry_.get(record_key_of(request.guid));
+    auto r = registry_.get(record_key_of(request.guid, options_.test_mode));
     if (!r) return refuse(503, "registry: " + r.error().message);
     record = std::move(*r);
   }
@@ -138,9 +141,9 @@ Jobs::PostAnswer Jobs::post(const ImageRequest& request) {
   switch (d.verdict) {
     case PostVerdict::kConflict:
       return refuse(409,
-                    "GUID " + request.guid + " is registered for " + d.registered_url +
+                    "GUID " + request.guid + " is registered for " + redact_url(d.registered_url) +
                         ": a GUID names one image; use another GUID for other content",
-                    d.registered_url);
+                    redact_url(d.registered_url));
     case PostVerdict::kJoin:
       return answer(202, it->second->view);
     case PostVerdict::kAnswer:
@@ -170,7 +173,7 @@ std::optional<JobView> Jobs::find(const std::string& guid, std::string* error) {
   if (auto it = jobs_.find(guid); it != jobs_.end() && it->second->view.state != JobState::kDone) {
     return it->second->view;
   }
-  auto r = registry_.get(record_key_of(guid));
+  auto r = registry_.get(record_key_of(guid, options_.test_mode));
   if (!r) {
     *error = "registry: " + r.error().message;
     return std::nullopt;
@@ -243,7 +246,7 @@ Result<ImageIds> Jobs::run_test_mode(const std::shared_ptr<Job>& job) {
   rec.source = q.url;
   rec.content = job->content;
   rec.eki = ids.eki, rec.eri = ids.eri, rec.emi = ids.emi;
-  if (auto w = registry_.put(record_key_of(q.guid), rec); !w) {
+  if (auto w = registry_.put(record_key_of(q.guid, options_.test_mode), rec); !w) {
     return conf::unexpected(w.error());
   }
   return ids;
@@ -264,9 +267,10 @@ Result<ImageIds> Jobs::run_install(const std::shared_ptr<Job>& job) {
   opt.kind = SourceKind::kAuto;
   opt.expect_sha512 = q.sha512;
   opt.expect_size = q.size;
-  opt.record_key = record_key_of(q.guid);
+  opt.record_key = record_key_of(q.guid, options_.test_mode);
   opt.content = job->content;
   opt.download_dir = dir;
+  opt.max_download = options_.download_space;  // a body larger than the cap is cut off
   opt.registry = &registry_;
   opt.guid = q.guid;
   opt.kernel_id = q.eki;
@@ -341,7 +345,12 @@ void Jobs::finish(const std::shared_ptr<Job>& job, Result<ImageIds> result) {
          ", ramdisk " + (v.eri.empty() ? "-" : v.eri) + ")");
   } else {
     v.state = JobState::kFailed;
+    // Install errors name the source: never with its userinfo or query (signatures, tokens).
     v.error = result.error().message;
+    for (std::size_t at;
+         !job->request.url.empty() && (at = v.error.find(job->request.url)) != std::string::npos;) {
+      v.error.replace(at, job->request.url.size(), redact_url(job->request.url));
+    }
     log_("serve: " + v.guid + ": failed: " + v.error);
   }
   finished_.push_back(v.guid);

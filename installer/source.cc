@@ -177,7 +177,8 @@ Result<std::string> run_program(const std::vector<std::string>& argv, std::size_
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string first = stderr_text.substr(0, stderr_text.find('\n'));
-    return fail(Errc::kIo, argv[0] + " " + argv[1] + " failed (" +
+    return fail(Errc::kIo, argv[0] + (argv.size() > 1 ? " " + argv[1] : std::string()) +
+                               " failed (" +
                                (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                                   : "signal " + std::to_string(WTERMSIG(status))) +
                                (first.empty() ? ")" : "): " + first));

@@ -353,3 +353,28 @@ def test_sigterm_lets_a_running_registration_finish_up_to_a_bound(
         assert "term-1: done" not in svc.log()
         after = services(cloud_env, "-b", b, "--acl", "private").get("term-1").json()
         assert after["state"] == "failed" and "interrupted" in after["error"]
+
+
+def test_failures_never_show_credentials_and_test_mode_never_answers_for_real(
+        ec2, cloud_env, services, tmp, bucket):
+    b = bucket()
+    # Test mode records a GUID; the real service on the same registry does not take its ids.
+    svc = services(cloud_env, "--test-mode", "-b", b)
+    body = {"url": "http://user:pw-secret@127.0.0.1:9/a.img?X-Amz-Signature=q-secret",
+            "guid": "g-secret"}
+    assert svc.post(body).status_code in (200, 202)
+    assert svc.wait_done("g-secret", 30)["state"] == "done"
+    # A 409 names the registered URL without its secrets.
+    other = svc.post(dict(body, url="http://127.0.0.1:9/other.img"))
+    assert other.status_code == 409, other.text
+    assert "127.0.0.1:9/a.img" in other.text
+    assert "pw-secret" not in other.text and "q-secret" not in other.text
+    svc.stop()
+    real = services(cloud_env, "-b", b, "--acl", "private")
+    r = real.post(body)
+    assert r.status_code == 202, r.text  # not answered from the test-mode record
+    failed = real.wait_done("g-secret", 60)
+    assert failed["state"] == "failed" and "127.0.0.1:9" in failed["error"], failed
+    for secret in ("pw-secret", "q-secret"):
+        assert secret not in failed["error"], failed
+        assert secret not in real.log(), real.log()[-2000:]

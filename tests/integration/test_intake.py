@@ -201,7 +201,8 @@ def test_signed_list_registers_each_image_once_and_a_change_enqueues_just_it(
     records = json.loads(site["tusk"]("images", "--format", "json").stdout)
     by_emi = {r["emi"]: r for r in records}
     assert m.group(1) in by_emi and emis["img-qcow"] in by_emi
-    assert emis["img-raw"] not in by_emi  # the record moved on to the new content
+    # The earlier registration stays, under a record of its own (images remove reaches it).
+    assert emis["img-raw"] in by_emi and len(records) == 3
     assert len(ec2.registered()) == 3
 
 
@@ -214,8 +215,9 @@ def test_refused_lists_enqueue_nothing(site, pki):
         "tampered": (good.replace(b"img-x", b"img-y"), ENDORSER_DN, "signature"),
         "expired": (sign(pki, image_list(images, expires=timedelta(hours=-1))), ENDORSER_DN,
                     "expired"),
-        "unsigned": (image_list(images), ENDORSER_DN, ""),
-        "untrusted CA": (sign(pki, image_list(images), signer="stranger"), ENDORSER_DN, ""),
+        "unsigned": (image_list(images), ENDORSER_DN, "unsigned"),
+        "untrusted CA": (sign(pki, image_list(images), signer="stranger"), ENDORSER_DN,
+                         "is not chained to a CA in"),
         "other endorser": (sign(pki, image_list(images), signer="impostor"), ENDORSER_DN,
                            "Impostor"),
     }
@@ -300,3 +302,16 @@ def test_images_remove_deregisters_deletes_the_bundle_and_forgets(site, pki, ec2
     assert json.loads(site["tusk"]("images", "--format", "json").stdout) == []
     bad = site["tusk"]("images", "remove", check=False)
     assert bad.returncode == 2 and "exactly one of --guid G and --all" in bad.stderr
+
+
+def test_an_image_larger_than_its_list_says_is_cut_off(site, pki, ec2):
+    data = raw_image(8, mb=2)
+    entry = image_entry("img-big", site["put"]("big.img", data), data, "raw")
+    entry["hv:image"]["hv:size"] = len(data) // 2  # the list says less than the server sends
+    site["subscribe"](site["put"]("list.smime", sign(pki, image_list([entry]))))
+    assert enqueued(site["tusk"]("subscribe", "sync").stdout) == [("img-big", "new")]
+    w = site["tusk"]("worker", "--acl", "private", "--once", "--no-progress", "-b",
+                     site["target"], check=False)
+    assert w.returncode == 1
+    assert f"larger than the {len(data) // 2} bytes allowed" in w.stderr, w.stderr
+    assert ec2.registered() == []
