@@ -321,6 +321,7 @@ int run_service(const ServeOptions& options, const InstallOptions& base, const L
           " registration(s) still running after the drain bound: exiting; a later POST resumes "
           "them");
       std::fflush(stderr);
+      jobs.abandon_workers();
       ::_exit(0);
     }
   }

@@ -206,6 +206,11 @@ void Jobs::stop_accepting() {
   wake_.notify_all();
 }
 
+void Jobs::abandon_workers() {
+  for (auto& t : workers_) t.detach();
+  workers_.clear();
+}
+
 std::size_t Jobs::running() const {
   std::lock_guard lock(mu_);
   return running_;

@@ -58,6 +58,9 @@ class Jobs {
   // Stops taking jobs: queued ones fail ("the service stopped…"), running ones go on.
   void stop_accepting();
   std::size_t running() const;
+  // Lets the workers go (before the process leaves with _exit while registrations still run):
+  // nothing joins them after this.
+  void abandon_workers();
 
  private:
   struct Job;

@@ -3,8 +3,8 @@
 # installs packages, builds, runs the unit and integration suites (integration tests start their
 # own radosgw), then builds again with ASan+UBSan and runs the whole suite under it.
 # Then a ThreadSanitizer build of the concurrent parts (the async S3 client, the store, the fill
-# and request state machines across their threads, peers, metrics and the access log, and tuskd
-# under the many-clients fill, admin and fleet tests), and the fuzz targets built with clang as
+# and request state machines across their threads, peers, metrics and the access log, tuskd
+# under the many-clients fill, admin and fleet tests, and `tusk serve`), and the fuzz targets built with clang as
 # libFuzzer targets (ASan+UBSan) in build-fuzz/, each fuzzing for TUSK_FUZZ_SECONDS (10).
 # TUSK_SKIP_ASAN=1 / TUSK_SKIP_TSAN=1 / TUSK_SKIP_FUZZ=1 skip those passes (for quick local runs
 # only; CI runs them).
@@ -33,7 +33,7 @@ fi
 if [ "${TUSK_SKIP_TSAN:-0}" != 1 ]; then
   echo "== TSan build: concurrent parts"
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUSK_SANITIZE=tsan >/dev/null
-  cmake --build build-tsan -j "$jobs" --target tuskd s3_client_test cache_store_test \
+  cmake --build build-tsan -j "$jobs" --target tuskd tusk s3_client_test cache_store_test \
     proxy_fetch_test proxy_fill_table_test proxy_request_test proxy_peers_test proxy_metrics_test \
     proxy_access_log_test
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
@@ -45,6 +45,10 @@ if [ "${TUSK_SKIP_TSAN:-0}" != 1 ]; then
     /usr/bin/python3 -m pytest -x -q -p no:cacheprovider --basetemp="$PWD/build-tsan/pytest-tmp" \
     tests/integration/test_fill.py tests/integration/test_admin.py tests/integration/test_fleet.py \
     -k "not two_hundred_slow_readers"
+  # tusk serve: registrations on a worker pool over one shared registry, the HTTP thread beside.
+  TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_CLI=$PWD/build-tsan/installer/tusk TUSK_SANITIZER=tsan \
+    PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest -x -q -p no:cacheprovider \
+    --basetemp="$PWD/build-tsan/pytest-tmp-serve" tests/integration/test_image_service.py
 fi
 if [ "${TUSK_SKIP_FUZZ:-0}" != 1 ]; then
   # Only the fuzz targets and the libraries they link are built here (`fuzz` target), not the
