@@ -157,8 +157,8 @@ struct WorkerArgs {
 int worker(const WorkerArgs& a, const EnvFn& env) {
   WorkerOptions w;
   if (auto r = a.cloud.apply(w.base, env); !r) return report(r.error());
-  w.base.kernel_id = a.kernel;
-  w.base.ramdisk_id = a.ramdisk;
+  w.base.disk_kernel_id = a.kernel;
+  w.base.disk_ramdisk_id = a.ramdisk;
   w.max_attempts = a.max_attempts;
   w.backoff = std::chrono::seconds(a.backoff_s);
   auto queue = open_queue(queue_url(a.queue, env), w.base.registry_dir);

@@ -57,8 +57,11 @@ struct InstallOptions {
   std::string work_dir;      // -d: parent of the temporary work folder ("" = $TMPDIR or /var/tmp)
   std::string kernel_id;     // --kernel EKI: use instead of bundling the tarball's kernel
   std::string ramdisk_id;    // --ramdisk ERI
-  std::string guid;          // site GUID ("" = <EC2_USER_ID>@<EC2_URL>)
-  std::string eustore_url;   // catalog base (tuskd), -U / EUSTORE_URL
+  // For a single disk image only, when kernel_id / ramdisk_id are empty: what it boots with
+  // (a tarball brings its own kernel and ramdisk, which these never replace).
+  std::string disk_kernel_id, disk_ramdisk_id;
+  std::string guid;         // site GUID ("" = <EC2_USER_ID>@<EC2_URL>)
+  std::string eustore_url;  // catalog base (tuskd), -U / EUSTORE_URL
   std::string acl = "aws-exec-read";
   std::string registry_dir;
   Registry* registry = nullptr;  // an open registry to use (one LMDB env per process), else

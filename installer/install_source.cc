@@ -147,8 +147,8 @@ Result<Step> Installer::disk() {
   }
   sel_ = Selection{};
   sel_.image = Member{basename_of(raw), raw, size};
-  kernel_id_ = opt_.kernel_id;
-  ramdisk_id_ = opt_.ramdisk_id;
+  kernel_id_ = !opt_.kernel_id.empty() ? opt_.kernel_id : opt_.disk_kernel_id;
+  ramdisk_id_ = !opt_.ramdisk_id.empty() ? opt_.ramdisk_id : opt_.disk_ramdisk_id;
   if (kernel_id_.empty()) {
     log("note: no kernel given: the machine image is registered without one");
   }

@@ -48,19 +48,6 @@ Jobs::PostAnswer refuse(int status, std::string error, std::string registered_ur
   return a;
 }
 
-// A URL that names a tarball by its extension: the service's default kernel/ramdisk are for
-// single disk images only, and a tarball brings its own.
-bool looks_like_tarball(const std::string& url) {
-  std::string path = url.substr(0, url.find('?'));
-  for (const char* ext : {".tgz", ".tar", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"}) {
-    std::string_view e(ext);
-    if (path.size() >= e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0) {
-      return true;
-    }
-  }
-  return false;
-}
-
 // Content-Length of a HEAD, when the server gives one (redirects are not followed: unknown).
 std::uint64_t head_size(const std::string& url) {
   auto http = Http::create(5, 15);
@@ -280,10 +267,8 @@ Result<ImageIds> Jobs::run_install(const std::shared_ptr<Job>& job) {
   opt.guid = q.guid;
   opt.kernel_id = q.eki;
   opt.ramdisk_id = q.eri;
-  if (q.eki.empty() && q.eri.empty() && !looks_like_tarball(q.url)) {
-    opt.kernel_id = options_.kernel;
-    opt.ramdisk_id = options_.ramdisk;
-  }
+  opt.disk_kernel_id = options_.kernel;  // only a disk image takes the defaults
+  opt.disk_ramdisk_id = options_.ramdisk;
   opt.architecture = q.architecture.empty() ? options_.architecture : q.architecture;
   if (!q.description.empty()) opt.description = q.description;
 

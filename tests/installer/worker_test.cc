@@ -29,7 +29,7 @@ WorkerOptions options() {
   WorkerOptions w;
   w.base.bucket = "images";
   w.base.guid = "site-1";
-  w.base.kernel_id = "eki-00000001";
+  w.base.disk_kernel_id = "eki-00000001";
   w.backoff = std::chrono::seconds(10);
   w.max_attempts = 3;
   return w;
@@ -46,7 +46,8 @@ TEST(InstallOptionsFor, EventFieldsBecomeTheInstall) {
   EXPECT_EQ(o.name, "imagelist-img-1");
   EXPECT_EQ(o.architecture, "x86_64");
   EXPECT_EQ(o.description, "Debian 12");
-  EXPECT_EQ(o.kernel_id, "eki-00000001");
+  EXPECT_EQ(o.disk_kernel_id, "eki-00000001");
+  EXPECT_EQ(o.kernel_id, "");  // a tarball in the list keeps its own kernel
   EXPECT_EQ(o.bucket, "images");
 }
 

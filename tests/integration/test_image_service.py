@@ -115,7 +115,9 @@ def store(rgw, bucket, make_tuskd, tmp):
     s3.put_object(Bucket=b, Key="demo-image.tgz", Body=tb.path.read_bytes())
     s3.put_object(Bucket=b, Key="disk.img", Body=disk)
     tuskd = make_tuskd(b)
+    s3.put_object(Bucket=b, Key="tarball-without-extension", Body=tb.path.read_bytes())
     return dict(tuskd=tuskd, tarball=tuskd.url + "/images/demo-image.tgz",
+                tarball_noext=tuskd.url + "/images/tarball-without-extension",
                 tarball_size=tb.path.stat().st_size,
                 disk=tuskd.url + "/images/disk.img", disk_bytes=disk)
 
@@ -378,3 +380,15 @@ def test_failures_never_show_credentials_and_test_mode_never_answers_for_real(
     for secret in ("pw-secret", "q-secret"):
         assert secret not in failed["error"], failed
         assert secret not in real.log(), real.log()[-2000:]
+
+
+def test_the_default_kernel_is_for_disk_images_only(bucket, ec2, cloud_env, store, services):
+    b = bucket()
+    svc = services(cloud_env, "-b", b, "--acl", "private", "--kernel", "eki-DEADBEEF")
+    # A tarball (told by its bytes: the URL has no extension) boots with its own kernel.
+    assert svc.post({"url": store["tarball_noext"], "guid": "tb-1",
+                     "architecture": "x86_64"}).status_code == 202
+    done = svc.wait_done("tb-1", 60)
+    assert done["state"] == "done", (done, svc.log()[-2000:])
+    machine = [c for c in ec2.registered() if c.params["Name"].endswith("tarball-without-extension")]
+    assert len(machine) == 1 and machine[0].params["KernelId"] == done["eki"] != "eki-DEADBEEF"
