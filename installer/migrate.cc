@@ -480,7 +480,12 @@ class Migrator {
   }
 
   Result<Step> parts() {
-    if (auto w = work_.create(opt_.install.work_dir, opt_.install.keep_work_dir, "tusk-migrate");
+    // A migration killed outright left its parts and image: their owner is gone, so they go.
+    if (int swept = WorkDir::sweep_dead(opt_.install.work_dir, "tusk-migrate"); swept > 0) {
+      log("Removed " + std::to_string(swept) + " work folder(s) of interrupted migrations");
+    }
+    if (auto w = work_.create(opt_.install.work_dir, opt_.install.keep_work_dir,
+                              WorkDir::owned_stem("tusk-migrate"));
         !w) {
       return conf::unexpected(w.error());
     }

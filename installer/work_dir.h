@@ -1,14 +1,20 @@
 // A temporary work folder (<parent or $TMPDIR or /var/tmp>/<stem>-XXXXXX) removed with everything
-// in it when its owner goes, unless kept. Install and migrate-image each hold one per run.
+// in it when its owner goes, unless kept. Install and migrate-image each hold one per run. A
+// folder made with owned_stem() names its process, so a later run can sweep the folders of
+// processes that died (kill -9) without a record of them: sweep_dead().
 #pragma once
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
 
 #include "installer/error.h"
+#include "installer/registry.h"
 
 namespace installer {
 
@@ -40,6 +46,37 @@ class WorkDir {
     return {};
   }
   const std::string& path() const { return path_; }
+
+  // "<stem>-<pid>-<process start time>": the stem of a folder whose owner can be told dead.
+  static std::string owned_stem(const std::string& stem) {
+    const int pid = ::getpid();
+    return stem + "-" + std::to_string(pid) + "-" + std::to_string(process_start_time(pid));
+  }
+
+  // Removes the folders <parent>/<stem>-<pid>-<start>-* whose process is gone; returns how many.
+  static int sweep_dead(const std::string& parent, const std::string& stem) {
+    std::string base = parent;
+    if (base.empty()) {
+      const char* t = std::getenv("TMPDIR");
+      base = t && *t ? t : "/var/tmp";
+    }
+    int removed = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind(stem + "-", 0) != 0 || !e.is_directory(ec)) continue;
+      int pid = 0;
+      unsigned long long start = 0;
+      char rest[16] = {};
+      if (std::sscanf(name.c_str() + stem.size(), "-%d-%llu-%15s", &pid, &start, rest) != 3 ||
+          pid <= 0 || process_alive(pid, start)) {
+        continue;
+      }
+      std::filesystem::remove_all(e.path(), ec);
+      removed += ec ? 0 : 1;
+    }
+    return removed;
+  }
 
  private:
   std::string path_;

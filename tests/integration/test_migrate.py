@@ -111,7 +111,13 @@ def test_migrate_registers_and_the_bundle_opens_with_the_cloud_key_to_the_same_b
         rgw, bucket, ec2, env, keyfiles, owner, image, source, tmp):
     register_here(ec2, KERNEL, "kernel")
     target = bucket("dst")
+    # The work folder a migration killed with -9 left (its process is gone): swept.
+    dead = Path(env["TMPDIR"]) / "tusk-migrate-2147483000-1-AbCdEf"
+    (dead / "parts").mkdir(parents=True)
+    (dead / "parts" / "x.part.00").write_bytes(b"left over")
     p = migrate(env, source, owner["key"], target)
+    assert "Removed 1 work folder(s) of interrupted migrations" in p.stderr
+    assert not dead.exists()
     emi = ids_of(p.stdout)["Installed image"]
     assert emi.startswith("emi-"), p.stdout
     assert "ramdisk eri-0E0F1011 does not exist here: registering without a ramdisk" in p.stderr
