@@ -10,6 +10,27 @@
 namespace installer {
 namespace install_detail {
 
+void remove_install_work_dir(const std::string& dir, const LogFn& log) {
+  if (dir.empty() || fs::path(dir).filename().string().rfind("tusk-install-", 0) != 0) {
+    return;
+  }
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    return;
+  }
+  const auto removed = fs::remove_all(dir, ec);
+  if (!log) {
+    return;
+  }
+  if (ec) {
+    log("warning: could not remove the interrupted install's work folder " + dir + ": " +
+        ec.message());
+  } else {
+    log("Removed the interrupted install's work folder " + dir + " (" + std::to_string(removed) +
+        " files)");
+  }
+}
+
 const char* step_name(Step s) {
   switch (s) {
     case Step::kLookup:
@@ -362,24 +383,8 @@ Result<Step> Installer::resume() {
   return opt_.image_name.empty() ? Step::kUnpack : Step::kCatalog;
 }
 
-// A crashed install's work folder (downloaded tarball, extracted images, parts: gigabytes).
-// Only a folder this program made is removed: one named tusk-install-XXXXXX.
 void Installer::remove_stale_work_dir(const std::string& dir) {
-  if (dir.empty() || fs::path(dir).filename().string().rfind("tusk-install-", 0) != 0) {
-    return;
-  }
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) {
-    return;
-  }
-  const auto removed = fs::remove_all(dir, ec);
-  if (ec) {
-    log("warning: could not remove the interrupted install's work folder " + dir + ": " +
-        ec.message());
-  } else {
-    log("Removed the interrupted install's work folder " + dir + " (" + std::to_string(removed) +
-        " files)");
-  }
+  remove_install_work_dir(dir, io_.log);
 }
 
 Result<Step> Installer::commit() {
@@ -464,6 +469,46 @@ Ec2Endpoint ec2_endpoint_of(const InstallOptions& opt) {
 
 std::string site_guid(const InstallOptions& opt) {
   return opt.guid.empty() ? opt.creds.user_id + "@" + opt.creds.ec2_url : opt.guid;
+}
+
+Result<bool> clean_interrupted(const InstallOptions& opt, const std::string& key,
+                               const LogFn& log) {
+  std::optional<Registry> own;
+  Registry* reg = opt.registry;
+  if (reg == nullptr) {
+    auto r = Registry::open(opt.registry_dir);
+    if (!r) return conf::unexpected(r.error());
+    own.emplace(std::move(*r));
+    reg = &*own;
+  }
+  auto lock = reg->try_lock(key);
+  if (!lock) return conf::unexpected(lock.error());
+  if (!*lock) return false;  // an install holds it: alive
+  auto rec = reg->get(key);
+  if (!rec) return conf::unexpected(rec.error());
+  if (!*rec || (*rec)->state != InstallState::kInProgress ||
+      process_alive((*rec)->pid, (*rec)->pid_start)) {
+    return false;
+  }
+  InstallRecord r = std::move(**rec);
+  install_detail::remove_install_work_dir(r.work_dir, log);
+  if (!r.pending_keys.empty()) {
+    S3Target t = s3_target_of(opt);
+    t.bucket = r.bucket.empty() ? opt.bucket : r.bucket;
+    if (auto d = delete_objects(t, r.pending_keys); !d) {
+      return conf::unexpected(d.error());  // the record stays as it was: cleaned next time
+    }
+    if (log) {
+      log("Deleted " + std::to_string(r.pending_keys.size()) + " leftover objects from " +
+          t.bucket);
+    }
+  }
+  r.state = InstallState::kFailed;
+  r.pending_keys.clear();
+  r.work_dir.clear();
+  r.finished = std::time(nullptr);
+  if (auto p = reg->put(key, r); !p) return conf::unexpected(p.error());
+  return true;
 }
 
 Result<InstallResult> install_image(const InstallOptions& opt, const InstallIo& io) {

@@ -108,6 +108,13 @@ S3Target s3_target_of(const InstallOptions& opt);
 Ec2Endpoint ec2_endpoint_of(const InstallOptions& opt);
 std::string site_guid(const InstallOptions& opt);
 
+// After an install that died (its record in progress, its process gone): deletes what it had
+// uploaded for images not yet registered, removes its work folder and marks the record failed
+// (registered ids stay for the next attempt, which would do the same itself). Returns false,
+// touching nothing, when the record is not such a one or its lock is held. Errors: registry or
+// S3 failures (the record then stays as it was).
+Result<bool> clean_interrupted(const InstallOptions& opt, const std::string& key, const LogFn& log);
+
 // "eustore-<basename minus last extension, '.' -> '_'>" (EUSTORE.md §2.4, 3.0 naming).
 std::string install_name(std::string_view url_or_path);
 

@@ -57,6 +57,9 @@ enum class Step {
 };
 
 const char* step_name(Step s);
+// Removes a crashed install's work folder (downloaded tarball, extracted images, parts:
+// gigabytes). Only a folder this program made is removed: one named tusk-install-XXXXXX.
+void remove_install_work_dir(const std::string& dir, const LogFn& log);
 // The last path segment of a URL or path, without its query.
 std::string basename_of(std::string_view p);
 

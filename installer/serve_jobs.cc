@@ -104,6 +104,27 @@ Jobs::~Jobs() {
 }
 
 void Jobs::start() {
+  // Registrations a crash cut short leave nothing behind past this start: their uploads of
+  // unregistered images and their work folders go now, not at the GUID's next POST.
+  if (!options_.test_mode) {
+    if (auto all = registry_.list(); all) {
+      for (const auto& [key, rec] : *all) {
+        if (key.rfind("serve:", 0) != 0 || rec.state != InstallState::kInProgress) continue;
+        InstallOptions opt = base_;
+        opt.registry = &registry_;
+        opt.bucket = rec.bucket;
+        auto cleaned = clean_interrupted(opt, key, [this](const std::string& l) { log_(l); });
+        if (!cleaned) {
+          log_("serve: " + rec.guid + ": cleaning up an interrupted registration failed: " +
+               cleaned.error().message + " (its next POST tries again)");
+        } else if (*cleaned) {
+          log_("serve: " + rec.guid + ": cleaned up an interrupted registration");
+        }
+      }
+    } else {
+      log_("serve: cannot list the registry: " + all.error().message);
+    }
+  }
   for (int i = 0; i < options_.parallel; ++i) workers_.emplace_back([this] { work(); });
 }
 
@@ -171,7 +192,11 @@ std::optional<JobView> Jobs::find(const std::string& guid, std::string* error) {
   JobView v;
   v.guid = guid;
   v.state = JobState::kFailed;
-  if (rec.state == InstallState::kFailed) {
+  if (rec.state == InstallState::kFailed && rec.pid != ::getpid()) {
+    v.error =
+        "interrupted: an earlier run of the service failed or stopped during this "
+        "registration; POST again to resume it";
+  } else if (rec.state == InstallState::kFailed) {
     v.error = "the registration failed (its error is in the service's log): POST again to retry";
   } else {
     v.error = "interrupted: the service stopped during this registration; POST again to resume it";

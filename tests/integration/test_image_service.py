@@ -314,12 +314,17 @@ def test_kill_9_mid_registration_then_retry_leaves_no_stray_bundle(
     assert len(ec2.registered()) == 1
 
     svc2 = services(cloud_env, "-b", b, "--acl", "private")
+    # The restart alone cleans up: only the registered kernel's bundle is left, before any POST.
+    assert "crash-1: cleaned up an interrupted registration" in svc2.log(), svc2.log()[-3000:]
+    kernel = [c.params["Name"] for c in ec2.registered()]
+    assert bucket_keys(rgw, b) == sorted(f"{n}.{s}" for n in kernel
+                                         for s in ("manifest.xml", "part.00"))
     interrupted = svc2.get("crash-1").json()
     assert interrupted["state"] == "failed" and "interrupted" in interrupted["error"]
     assert svc2.post(body).status_code == 202
     done = svc2.wait_done("crash-1", 60)
     assert done["state"] == "done", (done, svc2.log()[-3000:])
-    assert "Cleaning up an interrupted install" in svc2.log()
+    assert "Cleaning up an interrupted install" in svc2.log()  # the failed record resumed
     # The download finished before the crash: the retry finds it whole and fetches nothing more.
     size = store["tarball_size"]
     assert f"Downloaded {size} bytes (resumed at byte {size})" in svc2.log(), svc2.log()[-3000:]
