@@ -187,14 +187,9 @@ Result<Step> Installer::lookup() {
          : opt_.url.empty() && opt_.disk_image.empty() ? registry_key(image_, guid_)
          : !opt_.url.empty()                           ? "url:" + source_ + "@" + guid_
                                                        : "file:" + source_ + "@" + guid_;
-  if (opt_.registry != nullptr) {
-    registry_ = opt_.registry;
-  } else {
-    auto reg = Registry::open(opt_.registry_dir);
-    TUSK_TRY(reg);
-    own_registry_.emplace(std::move(*reg));
-    registry_ = &*own_registry_;
-  }
+  auto reg = use_registry(opt_.registry, opt_.registry_dir, own_registry_);
+  TUSK_TRY(reg);
+  registry_ = *reg;
   auto rec = registry_->get(key_);
   TUSK_TRY(rec);
   if (*rec && (*rec)->state == InstallState::kDone && content_matches(**rec) &&
@@ -474,13 +469,9 @@ std::string site_guid(const InstallOptions& opt) {
 Result<bool> clean_interrupted(const InstallOptions& opt, const std::string& key,
                                const LogFn& log) {
   std::optional<Registry> own;
-  Registry* reg = opt.registry;
-  if (reg == nullptr) {
-    auto r = Registry::open(opt.registry_dir);
-    if (!r) return conf::unexpected(r.error());
-    own.emplace(std::move(*r));
-    reg = &*own;
-  }
+  auto opened = use_registry(opt.registry, opt.registry_dir, own);
+  if (!opened) return conf::unexpected(opened.error());
+  Registry* reg = *opened;
   auto lock = reg->try_lock(key);
   if (!lock) return conf::unexpected(lock.error());
   if (!*lock) return false;  // an install holds it: alive

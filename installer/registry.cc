@@ -289,6 +289,19 @@ Result<std::optional<KeyLock>> Registry::try_lock(const std::string& key) {
   return lock_file(dir_ + "/locks/" + sha1_hex(key) + ".lock", /*wait=*/false);
 }
 
+Result<Registry*> use_registry(Registry* shared, const std::string& dir,
+                               std::optional<Registry>& own) {
+  if (shared != nullptr) {
+    return shared;
+  }
+  auto r = Registry::open(dir);
+  if (!r) {
+    return conf::unexpected(r.error());
+  }
+  own.emplace(std::move(*r));
+  return &*own;
+}
+
 std::string default_registry_dir(
     const std::function<std::optional<std::string>(const char*)>& env) {
   if (auto r = env("TUSK_REGISTRY"); r && !r->empty()) {

@@ -91,6 +91,11 @@ class Registry {
   cache::lmdb::Env env_;
 };
 
+// `shared` when not null, else the registry at `dir` opened into `own` (which must outlive the
+// returned pointer). Errors: as Registry::open.
+Result<Registry*> use_registry(Registry* shared, const std::string& dir,
+                               std::optional<Registry>& own);
+
 // --registry, else $TUSK_REGISTRY, else ~/.local/share/tusk/registry.
 std::string default_registry_dir(const std::function<std::optional<std::string>(const char*)>& env);
 

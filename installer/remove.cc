@@ -55,13 +55,9 @@ RemovalPlan plan_removal(const std::vector<std::pair<std::string, InstallRecord>
 Result<RemoveReport> remove_images(const InstallOptions& opt, const std::string& guid, bool all,
                                    const LogFn& log) {
   std::optional<Registry> own;
-  Registry* reg = opt.registry;
-  if (reg == nullptr) {
-    auto r = Registry::open(opt.registry_dir);
-    if (!r) return conf::unexpected(r.error());
-    own.emplace(std::move(*r));
-    reg = &*own;
-  }
+  auto opened = use_registry(opt.registry, opt.registry_dir, own);
+  if (!opened) return conf::unexpected(opened.error());
+  Registry* reg = *opened;
   auto first = reg->list();
   if (!first) return conf::unexpected(first.error());
   RemoveReport report;
