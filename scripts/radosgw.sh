@@ -139,7 +139,7 @@ err to stderr = true
 mon data = $DIR/mon.\$id
 osd data = $DIR/osd.\$id
 osd objectstore = memstore
-memstore device bytes = 4G
+memstore device bytes = 8G
 osd fast shutdown = false
 osd pool default size = 1
 osd pool default min size = 1
@@ -160,6 +160,12 @@ mon warn on insecure global id reclaim allowed = false
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw thread pool size = 64
 rgw enable lc threads = false
+# Deleted objects' tails go to garbage collection, by default two hours later: a whole test
+# session then holds every byte it ever wrote, and the memstore OSD fills up (radosgw hangs once
+# the cluster is full). Collected within seconds instead.
+rgw gc obj min wait = 1
+rgw gc processor period = 5
+rgw gc processor max time = 5
 rgw data = $DIR/run
 log file = $DIR/radosgw.log
 debug rgw = 1
