@@ -313,7 +313,7 @@ Result<Step> Installer::resume() {
       log(std::string("Cleaning up an interrupted install of ") + image_ + " (" +
           install_state_name(old.state) + ", pid " + std::to_string(old.pid) + ")");
     }
-    remove_stale_work_dir(old.work_dir);
+    remove_install_work_dir(old.work_dir, io_.log);
     if (!old.pending_keys.empty()) {
       S3Target t = s3_;
       t.bucket = old.bucket.empty() ? s3_.bucket : old.bucket;
@@ -376,10 +376,6 @@ Result<Step> Installer::resume() {
     return Step::kInspect;
   }
   return opt_.image_name.empty() ? Step::kUnpack : Step::kCatalog;
-}
-
-void Installer::remove_stale_work_dir(const std::string& dir) {
-  remove_install_work_dir(dir, io_.log);
 }
 
 Result<Step> Installer::commit() {

@@ -115,9 +115,6 @@ class Installer {
   Result<Step> resume();
   // Where a record of other content is kept when this install replaces it.
   std::string history_key(const InstallRecord& old) const;
-  // A crashed install's work folder (downloaded tarball, extracted images, parts: gigabytes).
-  // Only a folder this program made is removed: one named tusk-install-XXXXXX.
-  void remove_stale_work_dir(const std::string& dir);
   Result<Step> catalog();
   Result<Step> download();
   // url: into the download folder (kept, and resumed there after a crash) or the work folder.

@@ -31,11 +31,7 @@ class WorkDir {
   }
   // Errors: the folder cannot be made (kIo, naming the parent).
   Result<void> create(const std::string& parent, bool keep, const std::string& stem) {
-    std::string base = parent;
-    if (base.empty()) {
-      const char* t = std::getenv("TMPDIR");
-      base = t && *t ? t : "/var/tmp";
-    }
+    const std::string base = parent_of(parent);
     std::string templ = base + "/" + stem + "-XXXXXX";
     if (::mkdtemp(templ.data()) == nullptr) {
       return fail(Errc::kIo,
@@ -55,11 +51,7 @@ class WorkDir {
 
   // Removes the folders <parent>/<stem>-<pid>-<start>-* whose process is gone; returns how many.
   static int sweep_dead(const std::string& parent, const std::string& stem) {
-    std::string base = parent;
-    if (base.empty()) {
-      const char* t = std::getenv("TMPDIR");
-      base = t && *t ? t : "/var/tmp";
-    }
+    const std::string base = parent_of(parent);
     int removed = 0;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
@@ -79,6 +71,15 @@ class WorkDir {
   }
 
  private:
+  // `parent`, else $TMPDIR, else /var/tmp.
+  static std::string parent_of(const std::string& parent) {
+    if (!parent.empty()) {
+      return parent;
+    }
+    const char* t = std::getenv("TMPDIR");
+    return t && *t ? t : "/var/tmp";
+  }
+
   std::string path_;
   bool keep_ = false;
 };
