@@ -16,8 +16,10 @@ import hashlib
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,7 +43,10 @@ class HAProxy:
     def __init__(self, workdir: Path, edges: dict[str, "object"]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.sock = workdir / "haproxy.sock"
+        # HAProxy refuses a socket path over 97 bytes, and a CI checkout's pytest folder can be
+        # deeper than that: the admin socket lives in a short folder of its own.
+        self.sockdir = Path(tempfile.mkdtemp(prefix="tusk-ha-", dir="/tmp"))
+        self.sock = self.sockdir / "haproxy.sock"
         shipped = SHIPPED.read_text()
         body = shipped[shipped.index("\ndefaults") :]
         body = re.sub(r"^\s*log .*\n|^\s*option httplog\n", "", body, flags=re.M)
@@ -58,7 +63,10 @@ class HAProxy:
             "global\n    maxconn 4096\n"
             f"    stats socket {self.sock} mode 600 level admin\n" + body
         )
-        subprocess.run(["haproxy", "-c", "-q", "-f", str(self.cfg)], check=True)
+        check = subprocess.run(
+            ["haproxy", "-c", "-f", str(self.cfg)], capture_output=True, text=True
+        )
+        assert check.returncode == 0, f"haproxy -c refused the configuration:\n{check.stderr}"
         self.log = open(workdir / "haproxy.log", "wb")
         self.proc = subprocess.Popen(
             ["haproxy", "-db", "-f", str(self.cfg)], stdout=self.log, stderr=subprocess.STDOUT
@@ -111,6 +119,7 @@ class HAProxy:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
 
 
 @pytest.fixture
