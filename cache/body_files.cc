@@ -93,7 +93,8 @@ Result<void> BodyFiles::ensure_dir(const std::string& parent, const std::string&
   return {};
 }
 
-Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std::uint64_t size) {
+Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std::uint64_t size,
+                            bool durable) {
   const std::string xx = dir_ + "/" + std::string(hash.substr(0, 2));
   const std::string dir = dir_of(hash);
   if (auto r = ensure_dir(dir_, xx); !r) {
@@ -123,6 +124,9 @@ Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std
   if (size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(size)) != 0 && errno != EOPNOTSUPP) {
     return give_up(errno == ENOSPC ? Errc::kNoSpace : Errc::kIo, "cannot reserve blocks of", errno);
   }
+  if (!durable) {
+    return fd;
+  }
   // The size and the reservation must survive a crash as well as the name.
   syncs_.fetch_add(1, std::memory_order_relaxed);
   if (::fsync(fd) != 0) {
@@ -134,6 +138,14 @@ Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std
     return conf::unexpected(std::move(r).error());
   }
   return fd;
+}
+
+Result<void> BodyFiles::sync_data(int fd, std::string_view hash, std::uint64_t generation) {
+  syncs_.fetch_add(1, std::memory_order_relaxed);
+  if (::fdatasync(fd) != 0) {
+    return fail(Errc::kIo, sys_error("cannot sync", path_of(hash, generation), errno));
+  }
+  return {};
 }
 
 Result<int> BodyFiles::open(std::string_view hash, std::uint64_t generation, bool for_write) const {

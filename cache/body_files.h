@@ -31,11 +31,19 @@ class BodyFiles {
   // (hash, generation) of a path make() would create; nullopt for anything else.
   std::optional<std::pair<std::string, std::uint64_t>> parse(const std::filesystem::path& p) const;
 
-  // Creates the file of `generation` of `hash`: `size` bytes, blocks reserved, durable with its
-  // name (the file, its directory and any directory it had to make are fsync'ed). Returns an fd
-  // open read-write; the caller closes it. Errors: kNoSpace (ENOSPC), kIo. On error no file is
-  // left. Any thread; callers make sure no one else creates the same generation.
-  Result<int> make(std::string_view hash, std::uint64_t generation, std::uint64_t size);
+  // Creates the file of `generation` of `hash`: `size` bytes, blocks reserved. `durable`: also
+  // durable with its name (the file and its directory are fsync'ed); else the caller makes it so
+  // later (fdatasync of the file, then sync_dir_of) before any record names it. A directory
+  // make() had to create is always made durable in its parent. Returns an fd open read-write;
+  // the caller closes it. Errors: kNoSpace (ENOSPC), kIo. On error no file is left. Any thread;
+  // callers make sure no one else creates the same generation.
+  Result<int> make(std::string_view hash, std::uint64_t generation, std::uint64_t size,
+                   bool durable = true);
+  // fdatasync of a file make() returned (the file of `generation` of `hash`). Errors: kIo.
+  Result<void> sync_data(int fd, std::string_view hash, std::uint64_t generation);
+  // fsync of the directory that holds the files of `hash` (their names). Errors: kIo.
+  Result<void> sync_dir_of(std::string_view hash) { return fsync_dir(dir_of(hash)); }
+  std::string dir_of(std::string_view hash) const;
   // Opens an existing file, read-only or read-write. Errors: kStale when it is gone (replaced or
   // evicted since the caller read the index), kIo.
   Result<int> open(std::string_view hash, std::uint64_t generation, bool for_write) const;
@@ -44,11 +52,10 @@ class BodyFiles {
   // Bytes free for unprivileged users on the objects' file system. Errors: kIo.
   Result<std::uint64_t> free_disk() const;
 
-  // fsync calls made by make() so far. Any thread.
+  // fsync calls made by make() and sync_dir_of() so far. Any thread.
   std::uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
 
  private:
-  std::string dir_of(std::string_view hash) const;
   Result<void> fsync_dir(const std::string& path);
   Result<void> ensure_dir(const std::string& parent, const std::string& path);
   std::string dir_;

@@ -15,7 +15,10 @@
 #include <chrono>
 #include <filesystem>
 #include <mutex>
-#include <set>
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
 #include <system_error>
 
 #include "cache/body_files.h"
@@ -68,7 +71,13 @@ struct Store::Impl {
   std::uint64_t reserved = 0;  // sizes of creates between reserve and publish
   std::uint64_t next_generation = 1;
   std::uint64_t generation_limit = 1;  // next_generation may grow up to this without a commit
-  std::set<std::uint64_t> in_flight;   // generations whose file exists but is not yet published
+  // Reservations: generation -> hash, for files that exist but are not yet published. The
+  // orphan scan leaves them alone; remove() cancels those of its key.
+  struct Reservation {
+    std::string hash;
+    std::uint64_t size = 0;
+  };
+  std::map<std::uint64_t, Reservation> in_flight;
 
   OrphanScan scan;  // last: its thread uses the fields above
 
@@ -96,6 +105,23 @@ struct Store::Impl {
   }
   Budget budget(std::uint64_t disk) const {
     return Budget{opts.max_size, opts.min_free, disk, accounting.bytes};
+  }
+
+  // Drops the reservations of `hash` (only `generation`'s when given); returns their
+  // generations. The caller unlinks their files. cancel_locked: the caller holds write_mu.
+  std::vector<std::uint64_t> cancel_locked(const std::string& hash,
+                                           std::optional<std::uint64_t> generation) {
+    std::vector<std::uint64_t> gone;
+    for (auto it = in_flight.begin(); it != in_flight.end();) {
+      if (it->second.hash == hash && (!generation || it->first == *generation)) {
+        reserved -= it->second.size;
+        gone.push_back(it->first);
+        it = in_flight.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return gone;
   }
 
   // After a committed eviction: counters and stamps. Caller holds write_mu.
@@ -196,7 +222,8 @@ Result<std::unique_ptr<Store>> Store::open(Options opts) {
   // Runs under write_mu (the scan takes it): in flight or indexed at this generation is live.
   d.scan.start(d.files, d.write_mu,
                [&d](std::string_view hash, std::uint64_t generation) -> Result<bool> {
-                 if (d.in_flight.count(generation) != 0) {
+                 if (auto it = d.in_flight.find(generation);
+                     it != d.in_flight.end() && it->second.hash == hash) {
                    return true;
                  }
                  auto txn = d.index.read();
@@ -216,7 +243,7 @@ std::optional<Meta> Store::lookup(std::string_view key) const {
   return impl_->index.lookup(key_hash(key), impl_->opts.now);
 }
 
-Result<Store::Created> Store::create(std::string_view key, Meta meta) {
+Result<Store::Created> Store::reserve(std::string_view key, Meta meta) {
   Impl& d = *impl_;
   const std::string hash = key_hash(key);
   if (meta.size > d.opts.max_size) {
@@ -281,53 +308,166 @@ Result<Store::Created> Store::create(std::string_view key, Meta meta) {
     }
     d.evicted(victims);
     meta.generation = d.next_generation++;
-    d.in_flight.insert(meta.generation);
+    d.in_flight.emplace(meta.generation, Impl::Reservation{hash, meta.size});
     d.reserved += meta.size;
   }
   d.unlink(victims);
 
-  // Step two, unlocked: the bytes exist on disk before any record names them.
-  auto fd = d.files.make(hash, meta.generation, meta.size);
+  // Step two, unlocked: the file, not yet durable (commit() wants it synced by the caller).
+  auto fd = d.files.make(hash, meta.generation, meta.size, /*durable=*/false);
   if (!fd) {
     std::lock_guard lock(d.write_mu);
     d.in_flight.erase(meta.generation);
     d.reserved -= meta.size;
     return pass(std::move(fd));
   }
+  return Created{std::move(meta), *fd};
+}
 
-  // Step three: publish, replacing whatever generation is current now.
-  std::optional<Meta> replaced;
+
+void Store::abandon(std::string_view key, std::uint64_t generation) {
+  Impl& d = *impl_;
+  const std::string hash = key_hash(key);
+  bool cancelled = false;
   {
     std::lock_guard lock(d.write_mu);
-    d.in_flight.erase(meta.generation);
-    d.reserved -= meta.size;
-    auto published = d.in_write_txn([&](lmdb::Txn& txn) -> Result<std::optional<Meta>> {
-      auto old = d.index.get(txn, hash);
+    cancelled = !d.cancel_locked(hash, generation).empty();
+  }
+  if (cancelled) {
+    d.files.unlink(hash, generation);
+  }
+}
+
+Result<Store::Created> Store::create(std::string_view key, Meta meta) {
+  auto r = reserve(key, std::move(meta));
+  if (!r) {
+    return r;
+  }
+  // The bytes exist on disk before any record names them.
+  if (auto synced = impl_->files.sync_data(r->fd, key_hash(key), r->meta.generation); !synced) {
+    ::close(r->fd);
+    abandon(key, r->meta.generation);
+    return pass(std::move(synced));
+  }
+  Committed c = commit({r->meta}, {});
+  if (!c.published[0]) {
+    ::close(r->fd);
+    return conf::unexpected(std::move(c.published[0]).error());
+  }
+  return r;
+}
+
+Store::Committed Store::commit(const std::vector<Meta>& publish,
+                               const std::vector<ChunkMark>& marks) {
+  Impl& d = *impl_;
+  Committed out;
+  if (publish.empty() && marks.empty()) {
+    return out;
+  }
+  std::vector<std::string> pub_hashes;
+  pub_hashes.reserve(publish.size());
+  for (const Meta& m : publish) {
+    pub_hashes.push_back(key_hash(m.key));
+  }
+  std::vector<std::string> mark_hashes;
+  mark_hashes.reserve(marks.size());
+  for (const auto& m : marks) {
+    mark_hashes.push_back(key_hash(m.key));
+  }
+  // Directories first, unlocked: a file's name is durable before a record names it.
+  out.published.assign(publish.size(), Result<void>());
+  std::vector<std::string> synced;
+  std::vector<std::pair<std::string, std::uint64_t>> dropped;  // files to unlink afterwards
+  for (std::size_t i = 0; i < publish.size(); ++i) {
+    std::string dir = d.files.dir_of(pub_hashes[i]);
+    if (std::find(synced.begin(), synced.end(), dir) != synced.end()) {
+      continue;
+    }
+    if (auto r = d.files.sync_dir_of(pub_hashes[i]); !r) {
+      out.published[i] = pass(std::move(r));
+      continue;
+    }
+    synced.push_back(std::move(dir));
+  }
+  std::vector<std::optional<Meta>> replaced(publish.size());
+  std::vector<bool> live(publish.size(), false);
+  std::lock_guard lock(d.write_mu);
+  for (std::size_t i = 0; i < publish.size(); ++i) {
+    auto it = d.in_flight.find(publish[i].generation);
+    if (it == d.in_flight.end() || it->second.hash != pub_hashes[i]) {
+      out.published[i] = fail(Errc::kStale, "the reservation was cancelled");
+      dropped.emplace_back(pub_hashes[i], publish[i].generation);
+    } else if (!out.published[i]) {
+      d.cancel_locked(pub_hashes[i], publish[i].generation);
+      dropped.emplace_back(pub_hashes[i], publish[i].generation);
+    } else {
+      live[i] = true;
+    }
+  }
+  auto applied = d.in_write_txn([&](lmdb::Txn& txn) -> Result<std::vector<Result<Meta>>> {
+    for (std::size_t i = 0; i < publish.size(); ++i) {
+      if (!live[i]) {
+        continue;
+      }
+      auto old = d.index.get(txn, pub_hashes[i]);
       if (!old) {
-        return old;
+        return pass(std::move(old));
       }
       std::optional<std::int64_t> old_at;
       if (*old) {
         old_at = (*old)->accessed_at;
       }
-      if (auto r = d.index.put(txn, hash, meta, old_at); !r) {
+      if (auto r = d.index.put(txn, pub_hashes[i], publish[i], old_at); !r) {
         return pass(std::move(r));
       }
-      return old;
-    });
-    if (!published) {
-      ::close(*fd);
-      d.files.unlink(hash, meta.generation);
-      return pass(std::move(published));
+      replaced[i] = std::move(*old);
     }
-    replaced = std::move(*published);
-    d.accounting.published(meta.size, replaced);
-    d.stamps.bump(hash);
+    std::vector<Result<Meta>> marked;
+    marked.reserve(marks.size());
+    for (std::size_t i = 0; i < marks.size(); ++i) {
+      const ChunkMark& m = marks[i];
+      auto r = d.index.change(txn, mark_hashes[i], m.generation, mark_range(m.first, m.count));
+      if (!r && r.error().code == Errc::kIndex) {
+        return pass(std::move(r));  // the txn is dead: LMDB refuses further writes in it
+      }
+      marked.push_back(std::move(r));
+    }
+    return marked;
+  });
+  if (!applied) {
+    for (std::size_t i = 0; i < publish.size(); ++i) {
+      if (live[i]) {
+        d.cancel_locked(pub_hashes[i], publish[i].generation);
+        dropped.emplace_back(pub_hashes[i], publish[i].generation);
+        out.published[i] = conf::unexpected(applied.error());
+      }
+    }
+    out.marked.assign(marks.size(), conf::unexpected(applied.error()));
+  } else {
+    for (std::size_t i = 0; i < publish.size(); ++i) {
+      if (!live[i]) {
+        continue;
+      }
+      d.in_flight.erase(publish[i].generation);
+      d.reserved -= publish[i].size;
+      d.accounting.published(publish[i].size, replaced[i]);
+      d.stamps.bump(pub_hashes[i]);
+      if (replaced[i]) {
+        dropped.emplace_back(pub_hashes[i], replaced[i]->generation);
+      }
+    }
+    for (std::size_t i = 0; i < marks.size(); ++i) {
+      if ((*applied)[i]) {
+        d.stamps.bump(mark_hashes[i]);
+      }
+    }
+    out.marked = std::move(*applied);
   }
-  if (replaced) {
-    d.files.unlink(hash, replaced->generation);
+  // Unlinking under the lock keeps the order simple; it is rare (replacements, cancellations).
+  for (const auto& [hash, gen] : dropped) {
+    d.files.unlink(hash, gen);
   }
-  return Created{std::move(meta), *fd};
+  return out;
 }
 
 Result<Meta> Store::mark_chunks(std::string_view key, std::uint64_t generation, std::uint64_t first,
@@ -336,38 +476,7 @@ Result<Meta> Store::mark_chunks(std::string_view key, std::uint64_t generation, 
 }
 
 std::vector<Result<Meta>> Store::mark_many(const std::vector<ChunkMark>& marks) {
-  Impl& d = *impl_;
-  if (marks.empty()) {
-    return {};
-  }
-  std::vector<std::string> hashes;
-  hashes.reserve(marks.size());
-  for (const auto& m : marks) {
-    hashes.push_back(key_hash(m.key));
-  }
-  std::lock_guard lock(d.write_mu);
-  auto applied = d.in_write_txn([&](lmdb::Txn& txn) -> Result<std::vector<Result<Meta>>> {
-    std::vector<Result<Meta>> out;
-    out.reserve(marks.size());
-    for (std::size_t i = 0; i < marks.size(); ++i) {
-      const ChunkMark& m = marks[i];
-      auto r = d.index.change(txn, hashes[i], m.generation, mark_range(m.first, m.count));
-      if (!r && r.error().code == Errc::kIndex) {
-        return pass(std::move(r));  // the txn is dead: LMDB refuses further writes in it
-      }
-      out.push_back(std::move(r));
-    }
-    return out;
-  });
-  if (!applied) {
-    return std::vector<Result<Meta>>(marks.size(), conf::unexpected(applied.error()));
-  }
-  for (std::size_t i = 0; i < marks.size(); ++i) {
-    if ((*applied)[i]) {
-      d.stamps.bump(hashes[i]);
-    }
-  }
-  return std::move(*applied);
+  return commit({}, marks).marked;
 }
 
 Result<void> Store::refresh(std::string_view key, std::uint64_t generation, std::int64_t stored_at,
@@ -421,8 +530,13 @@ Result<void> Store::remove(std::string_view key, std::uint64_t generation) {
 Result<void> Store::remove_impl(std::string_view key, std::optional<std::uint64_t> generation) {
   Impl& d = *impl_;
   const std::string hash = key_hash(key);
+  std::vector<std::uint64_t> cancelled;
   Result<Meta> removed = [&] {
     std::lock_guard lock(d.write_mu);
+    cancelled = d.cancel_locked(hash, generation);  // a fill's reservation: never published now
+    if (!cancelled.empty() && generation) {
+      return Result<Meta>(fail(Errc::kNotFound, "only a reservation"));
+    }
     auto m = d.in_write_txn([&](lmdb::Txn& txn) -> Result<Meta> {
       auto cur = d.index.get(txn, hash);
       if (!cur) {
@@ -445,7 +559,13 @@ Result<void> Store::remove_impl(std::string_view key, std::optional<std::uint64_
     }
     return m;
   }();
+  for (std::uint64_t g : cancelled) {
+    d.files.unlink(hash, g);
+  }
   if (!removed) {
+    if (!cancelled.empty() && removed.error().code != Errc::kIndex) {
+      return {};  // what there was of that generation (or key) was the reservation
+    }
     return pass(std::move(removed));
   }
   d.files.unlink(hash, removed->generation);
@@ -460,11 +580,15 @@ Result<std::size_t> Store::remove_many(const std::vector<std::string>& keys) {
     std::uint64_t size;
   };
   std::vector<Gone> gone;
+  std::vector<std::pair<std::string, std::uint64_t>> cancelled;
   {
     std::lock_guard lock(d.write_mu);
     auto r = d.in_write_txn([&](lmdb::Txn& txn) -> Result<void> {
       for (const std::string& key : keys) {
         std::string hash = key_hash(key);
+        for (std::uint64_t g : d.cancel_locked(hash, std::nullopt)) {
+          cancelled.emplace_back(hash, g);
+        }
         auto cur = d.index.get(txn, hash);
         if (!cur) {
           return pass(std::move(cur));
@@ -480,6 +604,9 @@ Result<std::size_t> Store::remove_many(const std::vector<std::string>& keys) {
       return {};
     });
     if (!r) {
+      for (const auto& [hash, g] : cancelled) {
+        d.files.unlink(hash, g);
+      }
       return pass(std::move(r));
     }
     for (const Gone& g : gone) {
@@ -489,6 +616,9 @@ Result<std::size_t> Store::remove_many(const std::vector<std::string>& keys) {
   }
   for (const Gone& g : gone) {
     d.files.unlink(g.hash, g.generation);
+  }
+  for (const auto& [hash, g] : cancelled) {
+    d.files.unlink(hash, g);
   }
   return gone.size();
 }

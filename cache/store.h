@@ -107,6 +107,18 @@ class Store {
   };
   Result<Created> create(std::string_view key, Meta meta);
 
+  // create() in two halves, so that a miss streams to its clients before anything of it is
+  // durable (issue 13): reserve() makes room and a generation (evicting as create() does) and
+  // the sparse body file, neither synced nor published: lookups do not see it, its size counts
+  // against max_size. commit() publishes it later, after the caller's fdatasync of the file.
+  // Until then the reservation is the caller's to give up (abandon); remove(key) and
+  // remove(key, generation) cancel it (the file is unlinked, its publish is then kStale). A crash
+  // before the publish leaves an unnamed file, which the orphan scan removes. Errors as create().
+  Result<Created> reserve(std::string_view key, Meta meta);
+  // Drops a reservation that will not be published (its file is unlinked). No-op when it was
+  // published, cancelled or abandoned already.
+  void abandon(std::string_view key, std::uint64_t generation);
+
   // Sets chunks [first, first+count) durable. The caller has fdatasync'ed their bytes.
   // Errors: kStale when `generation` is no longer the key's current one (kNotFound: no record),
   // kInvalidArgument when the range passes the last chunk.
@@ -125,6 +137,20 @@ class Store {
     std::uint64_t count = 0;
   };
   std::vector<Result<Meta>> mark_many(const std::vector<ChunkMark>& marks);
+
+  // Group commit: the reserved generations in `publish` (each the Meta that reserve() returned,
+  // whose file the caller has fdatasync'ed since its last write) become their keys' current
+  // generations, replacing any other; then `marks` apply as in mark_many. The directories of the
+  // published files are fsync'ed first (once each), the whole batch is ONE write transaction
+  // and one commit. Results per item, in order: a publish is kStale when its reservation was
+  // cancelled or abandoned, kIo when its directory cannot be synced (the reservation is then
+  // dropped); a mark as mark_many gives it, seeing the publishes. An index error (kIndex) fails
+  // every item and drops the reservations of the batch.
+  struct Committed {
+    std::vector<Result<void>> published;
+    std::vector<Result<Meta>> marked;
+  };
+  Committed commit(const std::vector<Meta>& publish, const std::vector<ChunkMark>& marks);
 
   // Updates freshness and replayed headers of the current generation (after revalidation).
   // Errors of refresh and set_verified: kStale / kNotFound as for mark_chunks, kIndex.

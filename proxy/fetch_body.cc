@@ -115,6 +115,7 @@ bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
     return false;
   }
   int wfd = -1;
+  std::optional<cache::Meta> reserved;
   if (obj->freshness.storable) {
     cache::Meta meta;
     meta.size = size;
@@ -126,22 +127,25 @@ bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
     meta.accessed_at = now;
     meta.flags = obj->freshness.revalidate_each_use ? cache::Meta::kFlagNoCache : 0;
     meta.headers = obj->replay;
-    auto created = table_.store_.create(fill_->cache_key(), std::move(meta));
+    // Reserved, not published: clients are served from the file at once while the disk thread
+    // makes it durable and publishes it with the first marks (one commit for many fills).
+    auto created = table_.store_.reserve(fill_->cache_key(), std::move(meta));
     if (created) {
       wfd = created->fd;
       generation_ = created->meta.generation;
       cs_ = created->meta.chunk_size;
       obj->stored = true;
       obj->generation = generation_;
+      reserved = std::move(created->meta);
     } else {
       spdlog::warn("not caching {} ({} bytes): {}", object_, size, created.error().message);
     }
   }
   int rfd = -1;
   if (wfd >= 0) {
-    auto body = table_.store_.open_body(fill_->cache_key(), generation_);
-    rfd = body ? *body : -1;
     write_fd_ = std::make_shared<BodyFile>(wfd);
+    rfd = reopen_read_only(wfd);
+    table_.disk_.publish(write_fd_, std::move(*reserved));
   } else {
     wfd = open_spool(table_.spool_dir_);
     if (wfd < 0) {

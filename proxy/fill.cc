@@ -35,7 +35,7 @@ DiskQueue::~DiskQueue() {
 void DiskQueue::post(std::function<void()> fn) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(Item{std::move(fn), {}});
+    queue_.push_back(Item{std::move(fn), {}, std::nullopt});
   }
   cv_.notify_one();
 }
@@ -43,7 +43,16 @@ void DiskQueue::post(std::function<void()> fn) {
 void DiskQueue::mark(Mark m) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(Item{nullptr, std::move(m)});
+    queue_.push_back(Item{nullptr, std::move(m), std::nullopt});
+  }
+  cv_.notify_one();
+}
+
+void DiskQueue::publish(BodyFilePtr fd, cache::Meta meta) {
+  {
+    std::lock_guard lock(mu_);
+    Mark m{std::move(fd), meta.key, meta.generation, 0};
+    queue_.push_back(Item{nullptr, std::move(m), std::move(meta)});
   }
   cv_.notify_one();
 }
@@ -55,12 +64,12 @@ void DiskQueue::drain() {
   idle_cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
 }
 
-// Runs closures in order. Marks wait up to kBatchWindow (or kMaxBatch marks) to be applied
-// together, so a fill's chunks share fdatasyncs and commits (group commit). A closure first
-// applies the marks queued before it: a fill's "finished" closure sees all of its marks.
+// Index changes wait up to kBatchWindow (or kMaxBatch of them) to be applied together. What
+// was taken off the queue at once is applied before its closures run; a closure never sees a
+// change queued before it unapplied (it may see later ones applied, which is only earlier).
 void DiskQueue::run() {
   using Clock = std::chrono::steady_clock;
-  std::vector<Mark> pending;
+  std::vector<Item> pending;
   Clock::time_point due;
   std::unique_lock lock(mu_);
   while (true) {
@@ -78,20 +87,24 @@ void DiskQueue::run() {
     flush_ = false;
     busy_ = true;
     lock.unlock();
+    std::vector<std::function<void()>> closures;
     for (Item& item : items) {
-      if (!item.fn) {
-        if (pending.empty()) {
-          due = Clock::now() + kBatchWindow;
-        }
-        pending.push_back(std::move(item.mark));
+      if (item.fn) {
+        closures.push_back(std::move(item.fn));
         continue;
       }
-      apply(pending);
-      item.fn();
+      if (pending.empty()) {
+        due = Clock::now() + kBatchWindow;
+      }
+      pending.push_back(std::move(item));
     }
-    if (flush || pending.size() >= kMaxBatch || Clock::now() >= due) {
+    if (flush || !closures.empty() || pending.size() >= kMaxBatch || Clock::now() >= due) {
       apply(pending);
     }
+    for (auto& fn : closures) {
+      fn();
+    }
+    closures.clear();
     items.clear();  // releases body fds off the lock
     lock.lock();
     busy_ = !pending.empty();
@@ -101,29 +114,41 @@ void DiskQueue::run() {
   }
 }
 
-// One fdatasync per body file, then one index commit for every mark whose bytes are durable.
-void DiskQueue::apply(std::vector<Mark>& marks) {
-  if (marks.empty()) {
+// One fdatasync per body file, then one index commit (Store::commit) for the publishes and the
+// marks whose bytes are durable.
+void DiskQueue::apply(std::vector<Item>& changes) {
+  if (changes.empty()) {
     return;
   }
   std::vector<const BodyFile*> synced;
   std::vector<const BodyFile*> failed;
+  std::vector<cache::Meta> publish;
   std::vector<cache::Store::ChunkMark> batch;
-  for (const Mark& m : marks) {
+  for (Item& c : changes) {
+    const Mark& m = c.mark;
     const BodyFile* f = m.fd.get();
-    if (std::find(failed.begin(), failed.end(), f) != failed.end()) {
-      continue;
-    }
-    if (std::find(synced.begin(), synced.end(), f) == synced.end()) {
+    if (std::find(failed.begin(), failed.end(), f) == failed.end() &&
+        std::find(synced.begin(), synced.end(), f) == synced.end()) {
       metrics_.disk_sync();
-      if (::fdatasync(f->fd()) != 0) {
+      if (::fdatasync(f->fd()) == 0) {
+        synced.push_back(f);
+      } else {
         const int err = errno;
         metrics_.cache_write_error(err == EIO ? "eio" : err == ENOSPC ? "enospc" : "other");
         spdlog::error("fdatasync of a cache body failed: {}", std::strerror(err));
-        failed.push_back(f);  // its chunks stay unmarked: never claim bytes not on disk
-        continue;
+        failed.push_back(f);
       }
-      synced.push_back(f);
+    }
+    if (std::find(failed.begin(), failed.end(), f) != failed.end()) {
+      // Never claim bytes not on disk: its chunks stay unmarked, a new generation unpublished.
+      if (c.publish) {
+        store_.abandon(m.key, m.generation);
+      }
+      continue;
+    }
+    if (c.publish) {
+      publish.push_back(std::move(*c.publish));
+      continue;
     }
     // Consecutive chunks of one generation become one run.
     if (!batch.empty() && batch.back().key == m.key && batch.back().generation == m.generation &&
@@ -133,8 +158,14 @@ void DiskQueue::apply(std::vector<Mark>& marks) {
       batch.push_back(cache::Store::ChunkMark{m.key, m.generation, m.chunk, 1});
     }
   }
-  marks.clear();
-  for (const auto& r : store_.mark_many(batch)) {
+  changes.clear();
+  const cache::Store::Committed done = store_.commit(publish, batch);
+  for (const auto& r : done.published) {
+    if (!r && r.error().code != cache::Errc::kStale) {
+      spdlog::error("publishing a cache entry failed: {}", r.error().message);
+    }
+  }
+  for (const auto& r : done.marked) {
     if (!r && r.error().code != cache::Errc::kStale && r.error().code != cache::Errc::kNotFound) {
       spdlog::error("marking chunks durable failed: {}", r.error().message);
     }

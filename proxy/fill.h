@@ -40,10 +40,14 @@ namespace proxy {
 class Fetch;
 class Origin;
 
-// Runs blocking disk work in order on one thread: closures, and chunk marks, which it batches
-// (issue 9, defect 6, group commit): marks wait up to kBatchWindow, then cost one fdatasync per
-// body file and one index commit for all of them. A closure (a fill's end) applies the marks
-// queued before it at once; drain() applies everything.
+// Runs blocking disk work on one thread: closures, in order, and the index changes of fills,
+// which it batches (group commit, issues 9 and 13): a new generation to publish (reserved by the
+// fetch loop, which streams it to clients meanwhile) and chunk marks wait up to kBatchWindow,
+// then cost one fdatasync per body file, one fsync per directory of a published file and ONE
+// index commit for all of them. Closures (a fill's end) run after the changes queued with them:
+// everything the thread took off the queue together is applied before its closures run, so a
+// fill's "finished" sees its marks, and fills that end while the disk is busy share a commit.
+// drain() applies everything.
 class DiskQueue {
  public:
   struct Mark {
@@ -56,17 +60,21 @@ class DiskQueue {
   ~DiskQueue();  // runs everything queued, then joins
   void post(std::function<void()> fn);
   void mark(Mark m);
+  // A generation from cache::Store::reserve, published with the next batch after its file
+  // (`fd`) is synced. Marks of it queued later apply after it.
+  void publish(BodyFilePtr fd, cache::Meta meta);
   void drain();  // blocks until everything queued so far has run (held marks applied)
   static constexpr std::chrono::milliseconds kBatchWindow{200};
   static constexpr std::size_t kMaxBatch = 1024;
 
  private:
   struct Item {
-    std::function<void()> fn;  // empty: a mark
-    Mark mark;
+    std::function<void()> fn;  // empty: a mark or a publish
+    Mark mark;                 // a publish: fd, key and generation of `publish`
+    std::optional<cache::Meta> publish;
   };
   void run();
-  void apply(std::vector<Mark>& marks);
+  void apply(std::vector<Item>& changes);
 
   cache::Store& store_;
   Metrics& metrics_;
