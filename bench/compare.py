@@ -33,7 +33,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scale  # noqa: E402  (scenarios 7-10)
+from benchlib import (Deadline, Interrupted, Procs, TimeUp, curl_get, free_port,  # noqa: E402
+                      group_cpu_seconds, http_get, log, parse_wrk, proc_wchar, tail,
+                      wait_port)
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "tests" / "integration" / "harness.py"
@@ -68,160 +73,6 @@ BEAST_BYTES = re.compile(
     .replace(r'"(?:[^"\\]|\\.)*"', r'(?:"(?:[^"\\]|\\.)*"|-)', 1)
 )
 assert "bytes" in BEAST_BYTES.pattern and '|-)' in BEAST_BYTES.pattern, "harness.BEAST_LINE changed"
-
-
-class TimeUp(Exception):
-    pass
-
-
-class Interrupted(Exception):
-    pass
-
-
-def log(msg: str) -> None:
-    print(time.strftime("%H:%M:%S ") + msg, file=sys.stderr, flush=True)
-
-
-def tail(path: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
-    except OSError as e:
-        return f"(no log: {e})"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-class Deadline:
-    def __init__(self, seconds: float):
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
-
-    def bound(self, seconds: float) -> float:
-        """min(seconds, time left); raises TimeUp when nothing is left."""
-        left = self.left()
-        if left <= 1:
-            raise TimeUp("global time limit reached")
-        return min(seconds, left)
-
-
-# ------------------------------------------------------------------------------------------------
-# processes
-
-
-class Procs:
-    """Every long-running process we start: own session (= process group), stopped by PID."""
-
-    def __init__(self):
-        self.items: list[tuple[str, subprocess.Popen]] = []
-        self.lock = threading.Lock()
-
-    def spawn(self, name: str, argv: list[str], log_path: Path, **kw) -> subprocess.Popen:
-        f = open(log_path, "ab")
-        try:
-            p = subprocess.Popen(
-                argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **kw,
-            )
-        finally:
-            f.close()
-        with self.lock:
-            self.items.append((name, p))
-        return p
-
-    def stop(self, p: subprocess.Popen, timeout: float = 15) -> None:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # the group may still hold children (nginx workers, varnish child): SIGKILL what is left
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if p.poll() is None:
-            p.wait(5)
-        with self.lock:
-            self.items = [(n, q) for n, q in self.items if q is not p]
-
-    def stop_all(self) -> None:
-        for _, p in reversed(list(self.items)):
-            try:
-                self.stop(p)
-            except Exception as e:  # keep stopping the others
-                log(f"stop {p.pid}: {e}")
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """utime + stime of every live process in process group pgid."""
-    tck = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rfind(")") + 2 :].split()
-        # fields[0] = state (field 3); pgrp is field 5, utime 14, stime 15
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / tck
-
-
-def proc_wchar(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/io") as f:
-            for line in f:
-                if line.startswith("wchar:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def wait_port(port: int, proc: subprocess.Popen, name: str, log_path: Path, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited with {proc.returncode} during start-up; {log_path}:\n{tail(log_path)}"
-            )
-        if port_open(port):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{name} not listening on {port} after {timeout}s; {log_path}:\n{tail(log_path)}")
-
-
-def http_get(port: int, path: str, headers=None, timeout: float = 60) -> tuple[int, dict, bytes]:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path, headers=headers or {})
-        r = c.getresponse()
-        body = r.read()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
-    finally:
-        c.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -316,6 +167,7 @@ class Upstream:
             for new, base in ex.map(one, wanted):
                 self.key_base[new] = base
                 p = self.static / BUCKET / new
+                p.parent.mkdir(parents=True, exist_ok=True)
                 if not p.exists():
                     os.link(self.objects[base]["path"], p)
         # anonymous access check on one copy of each base
@@ -421,14 +273,18 @@ class Tuskd(Contender):
         self.admin_port = free_port()
 
     def argv(self, up_port):
+        return self.argv_for(f"http://127.0.0.1:{up_port}")
+
+    def argv_for(self, endpoint: str, max_size: str | None = None, chunk_size: str = "8MiB"):
         cfg = {
-            "server": {"listen": [f"127.0.0.1:{self.port}"], "workers": 0, "max_connections": 10000,
+            # 12,000 connections: scenario 8 holds 10,000 open at once
+            "server": {"listen": [f"127.0.0.1:{self.port}"], "workers": 0, "max_connections": 12000,
                        "drain_delay": "0s"},
             "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
-            "cache": {"dir": str(self.dir / "cache"), "max_size": "200GiB", "chunk_size": "8MiB",
-                      "min_free": "2GiB"},
+            "cache": {"dir": str(self.dir / "cache"), "max_size": max_size or "200GiB",
+                      "chunk_size": chunk_size, "min_free": "2GiB"},
             "log": {"level": "warn", "access_log": "off"},
-            "upstreams": {"rgw": {"endpoint": f"http://127.0.0.1:{up_port}", "signature": "none",
+            "upstreams": {"rgw": {"endpoint": endpoint, "signature": "none",
                                   "connect_timeout": "5s", "stall_timeout": "60s", "retries": 3}},
             # prefetch none: fetch what clients ask for, as nginx-slice does (a whole GET asks
             # for every chunk). With `whole`, scenario 4 would also count the rest of the
@@ -488,14 +344,17 @@ sub vcl_backend_response {{
 }}
 """)
         return ["varnishd", "-F", "-j", "none", "-a", f"127.0.0.1:{self.port}", "-T", "127.0.0.1:0",
-                "-s", "malloc,3G", "-n", str(self.dir / "n"), "-f", str(vcl),
+                "-s", "malloc,4G", "-n", str(self.dir / "n"), "-f", str(vcl),
+                # idle keep-alive connections stay 2 min, as nginx's and tuskd's (scenario 8)
+                "-p", "timeout_idle=120",
                 "-p", "send_timeout=600", "-p", "idle_send_timeout=600"]
 
 
 NGINX_MAIN = """{user}worker_processes auto;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 32768;
+events {{ worker_connections 16384; }}
 http {{
   access_log off;
   sendfile on;
@@ -598,34 +457,6 @@ class Relay:
 
 # ------------------------------------------------------------------------------------------------
 # scenarios: each returns a dict of figures (numbers or short strings)
-
-
-def parse_wrk(out: str) -> dict:
-    def num(pat):
-        m = re.search(pat, out)
-        return float(m.group(1)) if m else None
-
-    r = {"req/s": num(r"Requests/sec:\s+([\d.]+)")}
-    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    if m:
-        r["p99 ms"] = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    m50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    if m50:
-        r["p50 ms"] = float(m50.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m50.group(2)]
-    r["non-2xx"] = int(num(r"Non-2xx or 3xx responses:\s+(\d+)") or 0)
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    r["sock errors"] = sum(int(x) for x in m.groups()) if m else 0
-    return r
-
-
-def curl_get(port: int, path: str, timeout: float, extra=(), out="/dev/null") -> dict:
-    fmt = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}"
-    p = subprocess.run(["curl", "-s", "-o", out, "-w", fmt, "--max-time", str(int(timeout)), *extra,
-                        f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                       timeout=timeout + 10)
-    code, size, ttfb, total = p.stdout.split()
-    return {"code": int(code), "size": int(size), "ttfb": float(ttfb), "total": float(total),
-            "rc": p.returncode}
 
 
 class Bench:
@@ -818,6 +649,8 @@ DIRECTION = {
     "req/s": True, "p99 ms": False, "p50 ms": False, "aggregate MB/s": True, "slowest s": False,
     "all complete s": False, "first complete s": False, "upstream reqs": None, "upstream MB": False,
     "TTFB s": False, "total s": False, "complete s": False, "server CPU s": False,
+    "misses/s": True, "server CPU ms/miss": False, "busy req/s": True, "busy ratio": True,
+    "RSS MB": False, "RSS KiB/idle conn": False, "median client s": False, "server CPU s/GB": False,
 }
 
 TITLES = {
@@ -826,6 +659,9 @@ TITLES = {
     3: "3. Cold herd: 50 clients at once on a cold {obj256} (sha256 of every copy checked)",
     4: "4. 1 MiB range 4 MiB before the end of a cold {obj1g} (curl -r)",
     5: "5. aria2c -x16 -s16 on a cold {obj1g} (sha256 checked)",
+    7: "7. Small misses: {n7} distinct cold 4 KiB objects through 32 keep-alive clients",
+    8: "8. Connections: 9,900 idle keep-alive connections beside wrk -t2 -c100 on a warm 4 KiB object",
+    9: "9. Many distinct large hits: {n9} clients at once, each on a different warm {obj16}",
 }
 
 
@@ -910,6 +746,31 @@ def table(title: str, results: dict[str, list[dict]], order: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def index_table(runs: list[dict]) -> str:
+    """Scenario 10: one column per index size, and the last size against the first."""
+    title = ("10. Index scale (tuskd alone): N objects of 1 KiB put in the index and body files by "
+             "tusk-fill-index; restart to the first served hit, hits on random objects (wrk "
+             "-t2 -c32), then a restart with max_size 10 % below what is stored")
+    keys = []
+    for r in runs:
+        keys += [k for k in r if k not in keys and k not in ("objects", "errors")]
+    head = ["metric"] + [f"{r['objects']:,} objects" for r in runs]
+    if len(runs) > 1:
+        head.append("largest / smallest")
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in keys:
+        row = [k] + [fmt(r.get(k)) for r in runs]
+        if len(runs) > 1:
+            a, b = runs[0].get(k), runs[-1].get(k)
+            ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and a
+            row.append(f"{b / a:.2f}×" if ok else "")
+        lines.append("| " + " | ".join(row) + " |")
+    for r in runs:
+        if r.get("errors"):
+            lines.append(f"\n- {r['objects']:,} objects: {r['errors']}")
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------------
 
 
@@ -954,6 +815,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, help="rounds per scenario (default: quick 1, full 3 "
                     "direct / 2 throttled)")
     ap.add_argument("--tuskd", default=str(ROOT / "build" / "proxy" / "tuskd"))
+    ap.add_argument("--fill-index", default=str(ROOT / "build" / "bench" / "tusk-fill-index"),
+                    help="the tusk-fill-index tool (scenario 10)")
+    ap.add_argument("--perf", default="", help="scenarios (e.g. 7,2) whose tuskd runs are "
+                    "profiled with perf record -g; the report's top lines go to the notes")
     ap.add_argument("--tuskd-b", help="a second tuskd binary, contender `tuskd-b` (A/B)")
     ap.add_argument("--out", help="write the tables, command and machine facts here (markdown)")
     ap.add_argument("--time-limit", type=float, help="seconds (default: quick 300, full 2400)")
@@ -973,7 +838,8 @@ def main(argv=None) -> int:
             ap.error(f"{option}: a subset of {','.join(map(str, allowed))}")
         return [a for a in allowed if a in picked]
 
-    sel = subset("--scenarios", args.scenarios, [1, 2, 3, 4, 5, 6], int)
+    sel = subset("--scenarios", args.scenarios, list(range(1, 11)), int)
+    perf_for = subset("--perf", args.perf, [1, 2, 3, 4, 5, 7, 8, 9], int) if args.perf else []
     slow = subset("--throttled", args.throttled, [3, 4, 5], int)
     allowed = ["tuskd", "varnish", "nginx", "nginx-slice", "static"]
     if args.tuskd_b:
@@ -989,6 +855,10 @@ def main(argv=None) -> int:
     rounds_direct = args.rounds or (1 if args.quick else 3)
     rounds_slow = args.rounds or (1 if args.quick else 2)
     sizes = {"obj256": (32 if args.quick else 256) * MiB, "obj1g": (128 if args.quick else 1024) * MiB}
+    if 7 in sel:
+        sizes[scale.SMALL_BASE] = 4096
+    if 9 in sel:
+        sizes[scale.LARGE_BASE] = (4 if args.quick else 16) * MiB
     label = {"obj256": f"{sizes['obj256'] // MiB} MiB object", "obj1g": f"{sizes['obj1g'] // MiB} MiB object"}
 
     def on_signal(signum, frame):
@@ -1001,6 +871,7 @@ def main(argv=None) -> int:
     procs = Procs()
     up = Upstream(procs, tmp, sizes)
     results: dict[tuple[str, int], dict[str, list[dict]]] = {}
+    index_results: list[dict] = []
     notes: list[str] = []
     t_start = time.monotonic()
     status = 0
@@ -1018,7 +889,7 @@ def main(argv=None) -> int:
         up.start(deadline)
         up.make_objects(deadline)
         phases = []
-        direct = [s for s in sel if s <= 5]
+        direct = [s for s in sel if s <= 5 or s in (7, 8, 9)]
         if direct:
             phases.append(("direct", direct, rounds_direct))
         if 6 in sel:
@@ -1031,9 +902,11 @@ def main(argv=None) -> int:
                     for r in range(rounds):
                         for n in order:
                             copies.append((f"cold-{ph}-s{s}-r{r}-{n}", cold_base[s]))
+        copies += scale.copies_wanted(sel, rounds_direct, args.quick)
         if copies:
             up.copies(copies, deadline)
         bench = Bench(args, tmp, procs, up, deadline)
+        warmed: set[str] = set()  # contenders that hold scenario 9's objects
 
         for ph, scens, rounds in phases:
             log(f"== phase {ph}: scenarios {scens}, {rounds} round(s)")
@@ -1075,6 +948,9 @@ def main(argv=None) -> int:
                             log(notes[-1])
                             c.stop()
                             c.start(relays[c.name].port if c.name in relays else up.port)
+                        prof = None
+                        if c.name == "tuskd" and s in perf_for:
+                            prof = scale.Perf(tmp / f"perf-s{s}-r{r}", c.proc.pid)
                         try:
                             relay = relays.get(c.name)
                             if s == 1:
@@ -1085,12 +961,22 @@ def main(argv=None) -> int:
                                 fig = bench.s3_herd(c, key, relay)
                             elif s == 4:
                                 fig = bench.s4_range(c, key, relay)
-                            else:
+                            elif s == 5:
                                 fig = bench.s5_aria(c, key, relay)
+                            elif s == 7:
+                                fig = scale.s7_misses(bench, c, r)
+                            elif s == 8:
+                                fig = scale.s8_connections(bench, c)
+                            else:
+                                fig = scale.s9_large_hits(bench, c, warmed)
                         except (TimeUp, Interrupted):
                             raise
                         except Exception as e:
                             fig = {"errors": f"round {r}: {type(e).__name__}: {str(e)[:300]}"}
+                        finally:
+                            if prof is not None:
+                                notes.append(prof.finish())
+                                log(notes[-1])
                             if c.proc is not None and c.proc.poll() is not None:
                                 fig["errors"] += f" (exited {c.proc.returncode}; log: {tail(c.log_path, 5)})"
                         if c.proc is not None and c.proc.poll() is not None:
@@ -1112,6 +998,19 @@ def main(argv=None) -> int:
             for rl in relays.values():
                 procs.stop(rl.proc)
             contenders, relays = [], {}
+        if 10 in sel:
+            # tuskd alone against its own curve: peers keep no index across restarts
+            fill_tool = Path(args.fill_index).resolve()
+            for n in scale.s10_sizes(args.quick):
+                t0 = time.monotonic()
+                try:
+                    fig = scale.s10_index(bench, Tuskd, tuskd, fill_tool, n)
+                except (TimeUp, Interrupted):
+                    raise
+                except Exception as e:
+                    fig = {"objects": n, "errors": f"{type(e).__name__}: {str(e)[:300]}"}
+                index_results.append(fig)
+                log(f"[index {n}] ({time.monotonic() - t0:.1f}s): {fig}")
     except TimeUp as e:
         notes.append(f"stopped early: {e}")
         log(str(e))
@@ -1139,15 +1038,20 @@ def main(argv=None) -> int:
     elapsed = time.monotonic() - t_start
     out = []
     for (ph, s), res in results.items():
-        title = TITLES[s].format(obj256=label["obj256"], obj1g=label["obj1g"])
+        title = TITLES[s].format(obj256=label["obj256"], obj1g=label["obj1g"],
+                                 n7=f"{scale.small_count(args.quick):,}",
+                                 n9=scale.large_clients(args.quick),
+                                 obj16=f"{sizes.get(scale.LARGE_BASE, 0) // MiB} MiB object")
         if ph == "throttled":
             title += f" — upstream behind relay `{SLOW_MODE}` (40 MiB/s per connection, +20 ms)"
         out.append(table(title, res, order))
+    if index_results:
+        out.append(index_table(index_results))
     report = "\n".join(out)
     print(report)
     if notes:
         print("\n".join("- " + n for n in notes))
-    if args.out and results:
+    if args.out and (results or index_results):
         cmdline = "/usr/bin/python3 bench/compare.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         md = [
             "# tusk side-by-side load comparison", "",

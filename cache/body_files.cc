@@ -82,10 +82,12 @@ Result<void> BodyFiles::fsync_dir(const std::string& path) {
   return {};
 }
 
-// mkdir that tolerates an existing directory; a new one is made durable in its parent.
-Result<void> BodyFiles::ensure_dir(const std::string& parent, const std::string& path) {
+// mkdir that tolerates an existing directory; a new one is made durable in its parent when
+// `durable` (else sync_names_of or a syncfs does it later).
+Result<void> BodyFiles::ensure_dir(const std::string& parent, const std::string& path,
+                                   bool durable) {
   if (::mkdir(path.c_str(), 0750) == 0) {
-    return fsync_dir(parent);
+    return durable ? fsync_dir(parent) : Result<void>();
   }
   if (errno != EEXIST) {
     return fail(Errc::kIo, sys_error("cannot create directory", path, errno));
@@ -97,10 +99,10 @@ Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std
                             bool durable) {
   const std::string xx = dir_ + "/" + std::string(hash.substr(0, 2));
   const std::string dir = dir_of(hash);
-  if (auto r = ensure_dir(dir_, xx); !r) {
+  if (auto r = ensure_dir(dir_, xx, durable); !r) {
     return conf::unexpected(std::move(r).error());
   }
-  if (auto r = ensure_dir(xx, dir); !r) {
+  if (auto r = ensure_dir(xx, dir, durable); !r) {
     return conf::unexpected(std::move(r).error());
   }
   const std::string path = path_of(hash, generation);
@@ -118,11 +120,14 @@ Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std
     unlink_quietly(path);
     return fail(code, sys_error(what, path, e));
   };
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    return give_up(errno == ENOSPC ? Errc::kNoSpace : Errc::kIo, "cannot size", errno);
-  }
-  if (size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(size)) != 0 && errno != EOPNOTSUPP) {
+  // fallocate (mode 0) sizes the file as it reserves its blocks; ftruncate only where the file
+  // system cannot reserve (and for empty objects).
+  if (size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(size)) == 0) {
+    // sized and reserved
+  } else if (size > 0 && errno != EOPNOTSUPP) {
     return give_up(errno == ENOSPC ? Errc::kNoSpace : Errc::kIo, "cannot reserve blocks of", errno);
+  } else if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    return give_up(errno == ENOSPC ? Errc::kNoSpace : Errc::kIo, "cannot size", errno);
   }
   if (!durable) {
     return fd;
@@ -140,10 +145,11 @@ Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std
   return fd;
 }
 
-Result<void> BodyFiles::sync_data(int fd, std::string_view hash, std::uint64_t generation) {
-  syncs_.fetch_add(1, std::memory_order_relaxed);
-  if (::fdatasync(fd) != 0) {
-    return fail(Errc::kIo, sys_error("cannot sync", path_of(hash, generation), errno));
+Result<void> BodyFiles::sync_names_of(std::string_view hash) {
+  for (const std::string& d : {dir_of(hash), dir_ + "/" + std::string(hash.substr(0, 2)), dir_}) {
+    if (auto r = fsync_dir(d); !r) {
+      return r;
+    }
   }
   return {};
 }

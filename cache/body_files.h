@@ -32,17 +32,16 @@ class BodyFiles {
   std::optional<std::pair<std::string, std::uint64_t>> parse(const std::filesystem::path& p) const;
 
   // Creates the file of `generation` of `hash`: `size` bytes, blocks reserved. `durable`: also
-  // durable with its name (the file and its directory are fsync'ed); else the caller makes it so
-  // later (fdatasync of the file, then sync_dir_of) before any record names it. A directory
-  // make() had to create is always made durable in its parent. Returns an fd open read-write;
+  // durable with its name (the file, its directory and any directory it had to make are
+  // fsync'ed); else the caller makes it so later (fdatasync of the file and sync_names_of, or a
+  // syncfs) before any record names it. Returns an fd open read-write;
   // the caller closes it. Errors: kNoSpace (ENOSPC), kIo. On error no file is left. Any thread;
   // callers make sure no one else creates the same generation.
   Result<int> make(std::string_view hash, std::uint64_t generation, std::uint64_t size,
                    bool durable = true);
-  // fdatasync of a file make() returned (the file of `generation` of `hash`). Errors: kIo.
-  Result<void> sync_data(int fd, std::string_view hash, std::uint64_t generation);
-  // fsync of the directory that holds the files of `hash` (their names). Errors: kIo.
-  Result<void> sync_dir_of(std::string_view hash) { return fsync_dir(dir_of(hash)); }
+  // Makes the names of the files of `hash` durable: fsync of their directory and of the two
+  // above it (make(durable=false) may have created them without syncing). Errors: kIo.
+  Result<void> sync_names_of(std::string_view hash);
   std::string dir_of(std::string_view hash) const;
   // Opens an existing file, read-only or read-write. Errors: kStale when it is gone (replaced or
   // evicted since the caller read the index), kIo.
@@ -57,7 +56,7 @@ class BodyFiles {
 
  private:
   Result<void> fsync_dir(const std::string& path);
-  Result<void> ensure_dir(const std::string& parent, const std::string& path);
+  Result<void> ensure_dir(const std::string& parent, const std::string& path, bool durable);
   std::string dir_;
   std::atomic<std::uint64_t> syncs_{0};
 };

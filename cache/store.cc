@@ -244,6 +244,10 @@ std::optional<Meta> Store::lookup(std::string_view key) const {
 }
 
 Result<Store::Created> Store::reserve(std::string_view key, Meta meta) {
+  return reserve_impl(key, std::move(meta), /*durable=*/false);
+}
+
+Result<Store::Created> Store::reserve_impl(std::string_view key, Meta meta, bool durable) {
   Impl& d = *impl_;
   const std::string hash = key_hash(key);
   if (meta.size > d.opts.max_size) {
@@ -313,8 +317,8 @@ Result<Store::Created> Store::reserve(std::string_view key, Meta meta) {
   }
   d.unlink(victims);
 
-  // Step two, unlocked: the file, not yet durable (commit() wants it synced by the caller).
-  auto fd = d.files.make(hash, meta.generation, meta.size, /*durable=*/false);
+  // Step two, unlocked: the file; when not `durable`, commit() wants it synced by the caller.
+  auto fd = d.files.make(hash, meta.generation, meta.size, durable);
   if (!fd) {
     std::lock_guard lock(d.write_mu);
     d.in_flight.erase(meta.generation);
@@ -339,17 +343,12 @@ void Store::abandon(std::string_view key, std::uint64_t generation) {
 }
 
 Result<Store::Created> Store::create(std::string_view key, Meta meta) {
-  auto r = reserve(key, std::move(meta));
+  // The file exists on disk with its name before any record names it.
+  auto r = reserve_impl(key, std::move(meta), /*durable=*/true);
   if (!r) {
     return r;
   }
-  // The bytes exist on disk before any record names them.
-  if (auto synced = impl_->files.sync_data(r->fd, key_hash(key), r->meta.generation); !synced) {
-    ::close(r->fd);
-    abandon(key, r->meta.generation);
-    return pass(std::move(synced));
-  }
-  Committed c = commit({r->meta}, {});
+  Committed c = commit({r->meta}, {}, /*names_synced=*/true);
   if (!c.published[0]) {
     ::close(r->fd);
     return conf::unexpected(std::move(c.published[0]).error());
@@ -358,7 +357,7 @@ Result<Store::Created> Store::create(std::string_view key, Meta meta) {
 }
 
 Store::Committed Store::commit(const std::vector<Meta>& publish,
-                               const std::vector<ChunkMark>& marks) {
+                               const std::vector<ChunkMark>& marks, bool names_synced) {
   Impl& d = *impl_;
   Committed out;
   if (publish.empty() && marks.empty()) {
@@ -378,12 +377,12 @@ Store::Committed Store::commit(const std::vector<Meta>& publish,
   out.published.assign(publish.size(), Result<void>());
   std::vector<std::string> synced;
   std::vector<std::pair<std::string, std::uint64_t>> dropped;  // files to unlink afterwards
-  for (std::size_t i = 0; i < publish.size(); ++i) {
+  for (std::size_t i = 0; i < publish.size() && !names_synced; ++i) {
     std::string dir = d.files.dir_of(pub_hashes[i]);
     if (std::find(synced.begin(), synced.end(), dir) != synced.end()) {
       continue;
     }
-    if (auto r = d.files.sync_dir_of(pub_hashes[i]); !r) {
+    if (auto r = d.files.sync_names_of(pub_hashes[i]); !r) {
       out.published[i] = pass(std::move(r));
       continue;
     }

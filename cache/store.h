@@ -141,7 +141,8 @@ class Store {
   // Group commit: the reserved generations in `publish` (each the Meta that reserve() returned,
   // whose file the caller has fdatasync'ed since its last write) become their keys' current
   // generations, replacing any other; then `marks` apply as in mark_many. The directories of the
-  // published files are fsync'ed first (once each), the whole batch is ONE write transaction
+  // published files (and the two above each) are fsync'ed first, once each, unless
+  // `names_synced`; the whole batch is ONE write transaction
   // and one commit. Results per item, in order: a publish is kStale when its reservation was
   // cancelled or abandoned, kIo when its directory cannot be synced (the reservation is then
   // dropped); a mark as mark_many gives it, seeing the publishes. An index error (kIndex) fails
@@ -150,7 +151,10 @@ class Store {
     std::vector<Result<void>> published;
     std::vector<Result<Meta>> marked;
   };
-  Committed commit(const std::vector<Meta>& publish, const std::vector<ChunkMark>& marks);
+  // `names_synced`: the caller made the whole file system durable since the files were made
+  // (syncfs), so their directories need no fsync of their own.
+  Committed commit(const std::vector<Meta>& publish, const std::vector<ChunkMark>& marks,
+                   bool names_synced = false);
 
   // Updates freshness and replayed headers of the current generation (after revalidation).
   // Errors of refresh and set_verified: kStale / kNotFound as for mark_chunks, kIndex.
@@ -232,6 +236,7 @@ class Store {
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
   void unpin(const std::string& hash);
+  Result<Created> reserve_impl(std::string_view key, Meta meta, bool durable);
   Result<void> remove_impl(std::string_view key, std::optional<std::uint64_t> generation);
   std::unique_ptr<Impl> impl_;
 };

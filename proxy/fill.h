@@ -43,11 +43,10 @@ class Origin;
 // Runs blocking disk work on one thread: closures, in order, and the index changes of fills,
 // which it batches (group commit, issues 9 and 13): a new generation to publish (reserved by the
 // fetch loop, which streams it to clients meanwhile) and chunk marks wait up to kBatchWindow,
-// then cost one fdatasync per body file, one fsync per directory of a published file and ONE
-// index commit for all of them. Closures (a fill's end) run after the changes queued with them:
-// everything the thread took off the queue together is applied before its closures run, so a
-// fill's "finished" sees its marks, and fills that end while the disk is busy share a commit.
-// drain() applies everything.
+// then cost one syncfs (or an fdatasync per body file) and ONE index commit for all of them.
+// Closures (a fill's end) run in order, each after the changes queued before it, which then wait
+// at most kEndWindow more: fills that end close together share a sync and a commit, and a
+// fill's "finished" sees its marks. drain() applies everything.
 class DiskQueue {
  public:
   struct Mark {
@@ -65,7 +64,9 @@ class DiskQueue {
   void publish(BodyFilePtr fd, cache::Meta meta);
   void drain();  // blocks until everything queued so far has run (held marks applied)
   static constexpr std::chrono::milliseconds kBatchWindow{200};
+  static constexpr std::chrono::milliseconds kEndWindow{10};
   static constexpr std::size_t kMaxBatch = 1024;
+  static constexpr std::size_t kSyncfsFiles = 4;  // files in a batch from which one syncfs
 
  private:
   struct Item {

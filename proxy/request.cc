@@ -597,6 +597,16 @@ void Request::pump() {
     return;
   }
   Fill::Snapshot snap = entity_.fill->snapshot();
+  if (snap.phase == Fill::Phase::kDone) {
+    auto again = resume(&Request::pump);
+    if (entity_.fill->available_from(need) > 0) {
+      again();  // it completed between our read and the snapshot
+      return;
+    }
+    if (entity_.fill->wait_retired(again)) {
+      return;  // refill looks at the index once the fill left the table: its record is there
+    }
+  }
   if (snap.phase == Fill::Phase::kFailed || (snap.phase == Fill::Phase::kDone && !refill(need))) {
     // Headers are out; the only honest signal left is closing before Content-Length is met.
     spdlog::warn("upstream fill failed while serving {}; closing the client connection",
