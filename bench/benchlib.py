@@ -115,10 +115,9 @@ class Procs:
                 log(f"stop {p.pid}: {e}")
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """utime + stime of every live process in process group pgid."""
-    tck = os.sysconf("SC_CLK_TCK")
-    total = 0
+def group_stats(pgid: int):
+    """(pid, fields of /proc/pid/stat after the command) of every live process in group pgid;
+    fields[0] is the state (field 3), fields[2] the pgrp (field 5)."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -128,24 +127,22 @@ def group_cpu_seconds(pgid: int) -> float:
         except OSError:
             continue
         fields = st[st.rfind(")") + 2 :].split()
-        # fields[0] = state (field 3); pgrp is field 5, utime 14, stime 15
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / tck
+            yield d, fields
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime + stime (fields 14 and 15) of every live process in process group pgid."""
+    total = sum(int(f[11]) + int(f[12]) for _, f in group_stats(pgid))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def group_rss_bytes(pgid: int) -> int:
     """Resident set size of every live process in process group pgid (VmRSS)."""
     total = 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
+    for pid, _ in group_stats(pgid):
         try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-            if int(st[st.rfind(")") + 2 :].split()[2]) != pgid:
-                continue
-            with open(f"/proc/{d}/status") as f:
+            with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024

@@ -15,6 +15,7 @@
 #include <system_error>
 #include <vector>
 
+#include "bench/index_fixture.h"
 #include "cache/store.h"
 
 namespace {
@@ -27,16 +28,7 @@ std::string key_of(int i) {
   return "emis/images/ubuntu-22.04/emi-" + std::to_string(1000000 + i) + "/disk.img";
 }
 
-fs::path temp_parent() {
-  if (const char* d = std::getenv("TUSK_BENCH_DIR"); d != nullptr && *d != '\0') {
-    return d;
-  }
-  std::error_code ec;
-  if (fs::is_directory("/dev/shm", ec) && ::access("/dev/shm", W_OK) == 0) {
-    return "/dev/shm";
-  }
-  return fs::temp_directory_path();
-}
+using bench::temp_parent;
 
 // The store and its temp dir; built on first use, torn down at exit (the Store first: it flushes
 // and joins its scan thread before the dir goes).

@@ -17,8 +17,13 @@
 namespace cache {
 namespace {
 
-// Sparse: LMDB only reserves address space; the file grows with the data.
-constexpr std::size_t kMapSize = std::size_t{64} << 30;
+// The map is address space only (the file grows with the data), so it is sized generously
+// from the cache's max_size: one byte of map per byte of cache, at least 64 GiB, at most
+// 64 TiB. A record with its LRU entry takes ~900 bytes of index (tusk-fill-index, 10^5 keys),
+// and every object takes at least a 4 KiB block, so a cache of small objects fills its disk
+// long before its index (issue 13: no fixed limit short of what the cache can hold).
+constexpr std::size_t kMinMapSize = std::size_t{64} << 30;
+constexpr std::size_t kMaxMapSize = std::size_t{64} << 40;
 // MDB_NOTLS gives every read txn its own reader slot; many workers may read at once.
 constexpr unsigned kMaxReaders = 1024;
 constexpr std::string_view kNextGenerationKey = "next_generation";
@@ -139,11 +144,16 @@ void Accounting::evicted(std::uint64_t size) {
   evicted_bytes += size;
 }
 
-Result<Index> Index::open(const std::string& dir) {
+std::size_t Index::map_size_for(std::uint64_t max_size) {
+  return static_cast<std::size_t>(
+      std::clamp<std::uint64_t>(max_size, kMinMapSize, std::uint64_t{kMaxMapSize}));
+}
+
+Result<Index> Index::open(const std::string& dir, std::uint64_t max_size) {
   Index index;
   index.dir_ = dir;
   lmdb::EnvOptions o;
-  o.map_size = kMapSize;
+  o.map_size = map_size_for(max_size);
   o.max_dbs = 4;
   o.max_readers = kMaxReaders;
   // NOMETASYNC: a system crash may undo the last commit, which only loses a chunk bit or a

@@ -58,9 +58,12 @@ class Index {
   // Generations are persisted in blocks, so a create needs no commit of its own for the counter.
   static constexpr std::uint64_t kGenerationBlock = 1024;
 
-  // Opens (creating) the LMDB environment in the existing directory `dir` and its databases.
+  // Opens (creating) the LMDB environment in the existing directory `dir` and its databases,
+  // its map sized for a cache of `max_size` bytes.
   // Errors: kIndex. At most one Index per dir per process (an LMDB rule).
-  static Result<Index> open(const std::string& dir);
+  static Result<Index> open(const std::string& dir, std::uint64_t max_size = 0);
+  // The LMDB map size for a cache of max_size bytes (see index.cc). Pure.
+  static std::size_t map_size_for(std::uint64_t max_size);
 
   // Once, right after open, in a write transaction of its own: drops undecodable records (their
   // body files go in the orphan scan), gives a record missing its LRU entry one back, and counts

@@ -203,7 +203,7 @@ Result<std::unique_ptr<Store>> Store::open(Options opts) {
                                  std::error_code(errno, std::system_category()).message());
     }
   }
-  auto index = Index::open(index_dir);
+  auto index = Index::open(index_dir, opts.max_size);
   if (!index) {
     return pass(std::move(index));
   }

@@ -371,33 +371,49 @@ void Connection::dispatch() {
   set_.handler_(ex_, set_.handler_arg_);
 }
 
-void Connection::write_head(int status, std::string_view reason, bool has_body_hint,
-                            std::uint64_t length) {
+std::string render_response_head(int status, std::string_view reason, const Headers& fields,
+                                 ConnectionToken token) {
+  std::size_t n = 32 + reason.size();
+  for (const auto& [k, v] : fields) {
+    n += k.size() + v.size() + 4;
+  }
   std::string h;
-  h.reserve(512);
+  h.reserve(n);
   h += "HTTP/1.1 ";
   h += std::to_string(status);
   h += ' ';
   h += reason;
   h += "\r\n";
-  ResponseHeaders& out = ex_.out_;
-  out.remove("Connection");
-  if (has_body_hint && status_has_body(status) && out.find("Content-Length") == nullptr) {
-    out.add("Content-Length", std::to_string(length));
-  }
-  for (const auto& [k, v] : out.fields()) {
+  for (const auto& [k, v] : fields) {
     h += k;
     h += ": ";
     h += v;
     h += "\r\n";
   }
-  if (close_after_ || set_.draining_) {
-    close_after_ = true;
+  if (token == ConnectionToken::kClose) {
     h += "Connection: close\r\n";
-  } else if (ex_.head_.minor == 0) {
+  } else if (token == ConnectionToken::kKeepAlive) {
     h += "Connection: keep-alive\r\n";
   }
   h += "\r\n";
+  return h;
+}
+
+void Connection::write_head(int status, std::string_view reason, bool has_body_hint,
+                            std::uint64_t length) {
+  ResponseHeaders& out = ex_.out_;
+  out.remove("Connection");
+  if (has_body_hint && status_has_body(status) && out.find("Content-Length") == nullptr) {
+    out.add("Content-Length", std::to_string(length));
+  }
+  ConnectionToken token = ConnectionToken::kNone;
+  if (close_after_ || set_.draining_) {
+    close_after_ = true;
+    token = ConnectionToken::kClose;
+  } else if (ex_.head_.minor == 0) {
+    token = ConnectionToken::kKeepAlive;
+  }
+  const std::string h = render_response_head(status, reason, out.fields(), token);
   bufferevent_write(bev_, h.data(), h.size());
 }
 

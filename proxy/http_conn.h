@@ -63,6 +63,12 @@ class ResponseHeaders {
   Headers fields_;
 };
 
+// The status line and header block of a response, `fields` in order, then the Connection
+// field the token asks for (none, `close`, or `keep-alive` for an HTTP/1.0 client). Pure.
+enum class ConnectionToken { kNone, kClose, kKeepAlive };
+std::string render_response_head(int status, std::string_view reason, const Headers& fields,
+                                 ConnectionToken token);
+
 // One request and its response on a connection. Handed to the handler when a request head
 // (and its small body) has arrived; valid until the response ended (reply() or end()), abort(),
 // or the close handler ran — after that the handler must not touch it.

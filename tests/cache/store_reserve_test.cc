@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/index.h"
 #include "cache/store.h"
 #include "tests/cache/store_fixture.h"
 
@@ -153,6 +154,14 @@ TEST_F(ReserveTest, AnEmptyCommitCommitsNothing) {
   EXPECT_TRUE(done.published.empty());
   EXPECT_TRUE(done.marked.empty());
   EXPECT_EQ(s.stats().commits, commits);
+}
+
+TEST(IndexMapSize, SizedFromMaxSizeWithinBounds) {
+  constexpr std::uint64_t GiB = std::uint64_t{1} << 30;
+  EXPECT_EQ(Index::map_size_for(0), 64 * GiB);
+  EXPECT_EQ(Index::map_size_for(1 * GiB), 64 * GiB);
+  EXPECT_EQ(Index::map_size_for(500 * GiB), 500 * GiB);
+  EXPECT_EQ(Index::map_size_for(std::uint64_t{1} << 50), std::uint64_t{64} << 40);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <random>
 #include <string>
 
+#include "proxy/http_conn.h"
+
 namespace proxy {
 namespace {
 
@@ -289,6 +291,28 @@ TEST(HeadFuzz, RandomInputsKeepTheContract) {
       }
     }
   }
+}
+
+TEST(RenderResponseHead, StatusLineFieldsInOrderAndTheConnectionToken) {
+  const Headers fields = {{"Content-Length", "4096"}, {"ETag", "\"e\""}, {"X-Cache", "HIT"}};
+  struct Case {
+    ConnectionToken token;
+    std::string want_tail;
+  };
+  const Case cases[] = {
+      {ConnectionToken::kNone, "X-Cache: HIT\r\n\r\n"},
+      {ConnectionToken::kClose, "X-Cache: HIT\r\nConnection: close\r\n\r\n"},
+      {ConnectionToken::kKeepAlive, "X-Cache: HIT\r\nConnection: keep-alive\r\n\r\n"},
+  };
+  for (const Case& c : cases) {
+    const std::string h = render_response_head(206, "Partial Content", fields, c.token);
+    EXPECT_EQ(h.rfind("HTTP/1.1 206 Partial Content\r\nContent-Length: 4096\r\nETag: \"e\"\r\n", 0),
+              0u)
+        << h;
+    EXPECT_EQ(h.substr(h.size() - c.want_tail.size()), c.want_tail) << h;
+  }
+  EXPECT_EQ(render_response_head(304, "Not Modified", {}, ConnectionToken::kNone),
+            "HTTP/1.1 304 Not Modified\r\n\r\n");
 }
 
 }  // namespace
