@@ -4,9 +4,13 @@ serving local files: the physical limit), all in front of one radosgw on 127.0.0
 
   /usr/bin/python3 bench/compare.py --quick                 # smoke run, < 3 min
   /usr/bin/python3 bench/compare.py --out bench/RESULTS.md  # full run (~25 min)
-  options: --scenarios 1,2,3,4,5,6  --rounds N  --tuskd PATH  --time-limit SEC  --keep
+  /usr/bin/python3 bench/compare.py --scenarios 1,2,3,4,5,6,7,8,9,10 --time-limit 3500 --out F
+                                                            # everything (~40 min)
+  options: --scenarios 1,...,10  --rounds N  --tuskd PATH  --time-limit SEC  --keep
            --contenders tuskd,nginx  --throttled 5   (side-by-side A/B runs of a few)
            --tuskd-b PATH   adds a second tuskd build as contender `tuskd-b` (A/B of a change)
+           --perf 7,2       profiles tuskd's runs of those scenarios (perf record -g)
+           --fill-index PATH   the tusk-fill-index tool of scenario 10 (default: build/bench/)
 
 Scenarios (contenders alternate within each one, the order rotating per round: ABCDE BCDEA ...,
 so that nobody always runs first or right after the same neighbour):
@@ -14,6 +18,9 @@ so that nobody always runs first or right after the same neighbour):
   3 cold herd: 50 clients at once on a cold obj256     4 1 MiB range near the end of a cold obj1g
   5 aria2c -x16 -s16 on a cold obj1g                   6 = 3, 4, 5 with each contender's upstream
                                                            behind its own throttling relay
+  7 small misses: 2,000 cold 4 KiB objects, 32 clients  8 10,000 connections: 9,900 idle + wrk -c100
+  9 200 clients on 200 different warm 16 MiB objects   10 index scale, tuskd alone: 10^3/10^5/10^6
+                                                           objects (bench/scale.py has 7-10)
 Every process started here is in its own process group and is stopped by PID at the end (also on
 Ctrl-C, SIGTERM, errors or when the global time limit hits). Upstream requests and bytes come from
 radosgw's beast access log (one cold key per contender and run, so they are attributed exactly).

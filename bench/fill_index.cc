@@ -3,13 +3,14 @@
 // bench/index_fixture.h.
 //
 //   tusk-fill-index --dir D --count N --endpoint URL --bucket B --prefix P [--size BYTES]
-//                   [--chunk-size BYTES]
+//                   [--chunk-size BYTES] [--bodies 0]
 //
 // Object i (0 <= i < N) is the key P + i as 7 digits, its body `size` bytes of the key name
 // repeated (so a reader can check what it got); the cache key is tuskd's (proxy/fill.cc
 // make_cache_key: endpoint, bucket and key joined by newlines). Access times are spread over
 // the last N seconds in key order, so eviction takes the lowest numbers first. Prints one JSON
-// line: {"objects": N, "seconds": S, "index_bytes": B}.
+// line: {"objects": N, "seconds": S, "index_bytes": B}. `--bodies 0` writes the index alone (to time
+// an index's open).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +33,7 @@ struct Args {
   std::uint64_t count = 0;
   std::uint64_t size = 1024;
   std::uint32_t chunk_size = 8u << 20;
+  bool bodies = true;
 };
 
 Args parse(int argc, char** argv) {
@@ -54,6 +56,8 @@ Args parse(int argc, char** argv) {
       a.prefix = v;
     } else if (opt == "--size") {
       a.size = std::strtoull(v.c_str(), nullptr, 10);
+    } else if (opt == "--bodies") {
+      a.bodies = v != "0";
     } else if (opt == "--chunk-size") {
       a.chunk_size = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
     } else {
@@ -78,6 +82,7 @@ int main(int argc, char** argv) {
   f.count = a.count;
   f.size = a.size;
   f.chunk_size = a.chunk_size;
+  f.bodies = a.bodies;
   f.cache_key = [&a](std::uint64_t i) {
     char num[24];
     std::snprintf(num, sizeof num, "%07llu", static_cast<unsigned long long>(i));

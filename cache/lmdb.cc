@@ -124,6 +124,14 @@ Result<Dbi> Txn::open_dbi(const char* name, bool create) {
   return dbi;
 }
 
+Result<std::uint64_t> Txn::entries(Dbi dbi) const {
+  MDB_stat st{};
+  if (int rc = mdb_stat(txn_, dbi, &st); rc != 0) {
+    return fail(rc, "LMDB stat failed");
+  }
+  return static_cast<std::uint64_t>(st.ms_entries);
+}
+
 Result<std::optional<std::string_view>> Txn::get(Dbi dbi, std::string_view key) const {
   MDB_val k = val(key);
   MDB_val v;

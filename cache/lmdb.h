@@ -93,6 +93,8 @@ class Txn {
 
   // The value of `key`, nullopt when absent. The view follows the rule in the file comment.
   Result<std::optional<std::string_view>> get(Dbi dbi, std::string_view key) const;
+  // How many entries the database holds (mdb_stat: O(1)).
+  Result<std::uint64_t> entries(Dbi dbi) const;
   Result<void> put(Dbi dbi, std::string_view key, std::string_view value);
   // Deleting an absent key is not an error: callers delete what they believe is there.
   Result<void> del(Dbi dbi, std::string_view key);
