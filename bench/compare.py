@@ -1066,8 +1066,8 @@ def main(argv=None) -> int:
             "Machine and versions:", *facts, "",
             "Contenders (all on 127.0.0.1, same radosgw, path-style `/bench/<key>`, anonymous "
             "public-read objects): tuskd (`workers: 0`, `chunk_size: 8MiB`, `signature: none`); "
-            "Varnish (`-s malloc,3G`, ttl 1d on 200s, builtin Range handling); nginx proxy_cache "
-            "(cache lock, keepalive upstream); nginx slice (`slice 8m`, key `$uri$slice_range`); "
+            "Varnish (`-s malloc,4G`, ttl 1d on 200s, builtin Range handling, `timeout_idle` 120 s); "
+            "nginx proxy_cache (cache lock, keepalive upstream, 16,384 worker connections); nginx slice (`slice 8m`, key `$uri$slice_range`); "
             "static = nginx serving the same bytes from local disk (page-cached): the physical "
             "limit, not a peer. Figures are medians over rounds (min–max in brackets). "
             "`tuskd / best peer` compares with the best of Varnish, nginx and nginx-slice. "
