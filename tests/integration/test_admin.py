@@ -240,6 +240,9 @@ def test_purge_one_and_by_prefix_while_a_client_reads(rgw, bucket, make_tuskd):
     r = t.get("/images/big.img")
     assert r.content == big and r.headers["X-Cache"] == "MISS"
     assert rgw.request_count(offset, bucket=b, key="big.img") >= 1
+    # The listing reads the index: a new object is published there by the disk thread with its
+    # first durable batch, which may come just after a client got every byte.
+    t.wait_fills_settled()
 
     r = admin(t, "DELETE", "/objects?prefix=/images/dir/")
     assert r.json() == {"purged": 3}, r.text
