@@ -56,6 +56,9 @@ def test_miss_then_hit_of_a_private_object(rgw, bucket, make_tuskd, signature):
     assert h.headers["Content-Length"] == str(len(data))
     assert h.headers["X-Cache"] == "HIT"
     assert rgw.request_count(off, bucket=b) == 0, "a hit must not reach the upstream"
+    # The cache's gauges count what the index holds: the disk thread publishes a new object
+    # with its first durable batch, which may come after clients were served from the fill.
+    t.wait_fills_settled()
 
     m = t.metrics()
     assert t.metric("tusk_requests_total", outcome="HIT", status="200") >= 2
