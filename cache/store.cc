@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <mutex>
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <optional>
 #include <system_error>
