@@ -273,6 +273,7 @@ class Contender:
 class Tuskd(Contender):
     name = "tuskd"
     peer = False
+    sendfile = True
 
     def __init__(self, procs, workdir, binary: Path):
         super().__init__(procs, workdir)
@@ -286,7 +287,7 @@ class Tuskd(Contender):
         cfg = {
             # 12,000 connections: scenario 8 holds 10,000 open at once
             "server": {"listen": [f"127.0.0.1:{self.port}"], "workers": 0, "max_connections": 12000,
-                       "drain_delay": "0s"},
+                       "drain_delay": "0s", "sendfile": self.sendfile},
             "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
             "cache": {"dir": str(self.dir / "cache"), "max_size": max_size or "200GiB",
                       "chunk_size": chunk_size, "min_free": "2GiB"},
@@ -328,6 +329,14 @@ class TuskdB(Tuskd):
     """A second tuskd build (--tuskd-b), measured like a peer: the A/B of a change."""
     name = "tuskd-b"
     peer = True
+
+
+class TuskdCopy(Tuskd):
+    """tuskd itself with `server.sendfile: false` (hits read into memory and written): the
+    A/B of sendfile against copying, measured like a peer."""
+    name = "tuskd-copy"
+    peer = True
+    sendfile = False
 
 
 class Varnish(Contender):
@@ -720,7 +729,7 @@ def table(title: str, results: dict[str, list[dict]], order: list[str]) -> str:
         for k in agg[n]:
             if k not in metrics and k != "errors":
                 metrics.append(k)
-    peers = [n for n in names if n not in ("tuskd", "static")]
+    peers = [n for n in names if not n.startswith("tuskd") and n != "static"]  # A/B builds are not peers
     head = ["metric"] + names + ["tuskd / best peer"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in metrics:
@@ -848,7 +857,7 @@ def main(argv=None) -> int:
     sel = subset("--scenarios", args.scenarios, list(range(1, 11)), int)
     perf_for = subset("--perf", args.perf, [1, 2, 3, 4, 5, 7, 8, 9], int) if args.perf else []
     slow = subset("--throttled", args.throttled, [3, 4, 5], int)
-    allowed = ["tuskd", "varnish", "nginx", "nginx-slice", "static"]
+    allowed = ["tuskd", "tuskd-copy", "varnish", "nginx", "nginx-slice", "static"]
     if args.tuskd_b:
         allowed.insert(1, "tuskd-b")
         if args.contenders == ap.get_default("contenders"):
@@ -919,6 +928,7 @@ def main(argv=None) -> int:
             log(f"== phase {ph}: scenarios {scens}, {rounds} round(s)")
             pdir = tmp / ph
             contenders = [Tuskd(procs, pdir / "tuskd", tuskd), TuskdB(procs, pdir / "tuskd-b", tuskd_b),
+                          TuskdCopy(procs, pdir / "tuskd-copy", tuskd),
                           Varnish(procs, pdir / "varnish"),
                           Nginx(procs, pdir / "nginx"), NginxSlice(procs, pdir / "nginx-slice"),
                           NginxStatic(procs, pdir / "static", up.static)]

@@ -411,6 +411,7 @@ Done read_server(const Value& v, Server& out) {
               [&](const Value& f) { return set_seconds(f, Zero::kAllowed, out.drain_delay); }},
              {"drain_timeout",
               [&](const Value& f) { return set_seconds(f, Zero::kAllowed, out.drain_timeout); }},
+             {"sendfile", [&](const Value& f) { return set_bool(f, out.sendfile); }},
              {"max_header_size",
               [&](const Value& f) -> Done {
                 if (auto r = set_size(f, out.max_header_size); !r) {

@@ -68,6 +68,10 @@ struct Server {
   // balancer notices), then listening stops and requests in flight get up to drain_timeout.
   Seconds drain_delay{5};
   Seconds drain_timeout{30};
+  // Hits leave by sendfile from the body file (true), or are read into memory and written
+  // (false: nginx's `sendfile off`, for file systems where sendfile is slow or unsupported).
+  // Reloadable: a request uses the setting of the configuration it started with.
+  bool sendfile = true;
 };
 
 struct Admin {

@@ -23,6 +23,13 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                 .Name("tusk_served_bytes_total")
                 .Help("Body bytes sent to clients, by where they came from")
                 .Register(r);
+  auto& file_bytes = BuildCounter()
+                         .Name("tusk_served_file_bytes_total")
+                         .Help("Body bytes sent from body files, by sendfile or read and written "
+                               "(server.sendfile: false)")
+                         .Register(r);
+  file_bytes_children_[0] = &file_bytes.Add({{"by", "sendfile"}});
+  file_bytes_children_[1] = &file_bytes.Add({{"by", "copy"}});
   upstream_requests_ = &BuildCounter()
                             .Name("tusk_upstream_requests_total")
                             .Help("Requests sent to upstreams")
@@ -229,6 +236,10 @@ void Metrics::bytes_served(Source source, std::uint64_t n) {
     return;
   }
   bytes_children_[source == Source::kCache ? 0 : 1]->Increment(static_cast<double>(n));
+}
+
+void Metrics::file_bytes_served(bool copied, std::uint64_t n) {
+  file_bytes_children_[copied ? 1 : 0]->Increment(static_cast<double>(n));
 }
 
 void Metrics::upstream_request(const std::string& upstream) {

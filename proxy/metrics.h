@@ -46,6 +46,8 @@ class Metrics {
 
   void request(Outcome outcome, int status);
   void bytes_served(Source source, std::uint64_t n);
+  // Of those, the bytes queued from a body file: by sendfile, or read into memory (copied).
+  void file_bytes_served(bool copied, std::uint64_t n);
   void upstream_request(const std::string& upstream);
   void upstream_error(const std::string& upstream, const std::string& kind);
   void upstream_bytes(const std::string& upstream, std::uint64_t n);
@@ -154,6 +156,7 @@ class Metrics {
   static constexpr int kStatuses = 500;
   std::atomic<prometheus::Counter*> request_children_[kOutcomes][kStatuses] = {};
   prometheus::Counter* bytes_children_[2] = {};
+  prometheus::Counter* file_bytes_children_[2] = {};  // sendfile, copy
   std::mutex render_mu_;
   std::uint64_t seen_evictions_ = 0;
   std::uint64_t seen_evicted_bytes_ = 0;

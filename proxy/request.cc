@@ -25,6 +25,44 @@ namespace {
 // window only bounds how much a slow client can have queued in the socket path at once.
 constexpr std::uint64_t kWindow = 16u << 20;
 constexpr std::uint64_t kCompleteWindow = 64u << 20;
+// With `server.sendfile: false` the bytes are read into memory: the window is then what one
+// connection holds at once (nginx's `sendfile off` holds 2 x 32 KiB by default).
+constexpr std::uint64_t kCopyWindow = 256u << 10;
+
+// Queues n bytes of `fd` from `pos` on `buf`: a sendfile segment, or (copy) the bytes read with
+// pread. False with errno set when they cannot be (a read error, or the file shorter than n).
+bool queue_file_bytes(evbuffer* buf, int fd, std::uint64_t pos, std::uint64_t n, bool copy) {
+  if (!copy) {
+    evbuffer_file_segment* seg =
+        evbuffer_file_segment_new(fd, static_cast<ev_off_t>(pos), static_cast<ev_off_t>(n), 0);
+    if (seg == nullptr) {
+      return false;
+    }
+    const bool ok = evbuffer_add_file_segment(buf, seg, 0, static_cast<ev_off_t>(n)) == 0;
+    evbuffer_file_segment_free(seg);  // the buffer holds its own reference
+    return ok;
+  }
+  while (n > 0) {
+    evbuffer_iovec v;
+    if (evbuffer_reserve_space(buf, static_cast<ev_ssize_t>(n), &v, 1) < 1) {
+      errno = ENOMEM;
+      return false;
+    }
+    const std::size_t want = std::min<std::size_t>(v.iov_len, n);
+    const ssize_t got = ::pread(fd, v.iov_base, want, static_cast<off_t>(pos));
+    if (got <= 0) {
+      if (got == 0) {
+        errno = ENODATA;  // the file ends before the bytes its record promises
+      }
+      return false;
+    }
+    v.iov_len = static_cast<std::size_t>(got);
+    evbuffer_commit_space(buf, &v, 1);
+    pos += static_cast<std::uint64_t>(got);
+    n -= static_cast<std::uint64_t>(got);
+  }
+  return true;
+}
 
 // S3 keys are at most 1024 bytes (UTF-8); a longer one cannot exist upstream.
 constexpr std::size_t kMaxKeyBytes = 1024;
@@ -527,6 +565,10 @@ void Request::pump() {
   // A complete body goes out in large sendfile windows (no memory; fewer drain stalls); a
   // body still filling in smaller ones, so a slow fill does not hold a large range.
   std::uint64_t budget = entity_.fill ? kWindow : kCompleteWindow;
+  const bool copy = !live_->config->server.sendfile;
+  if (copy && !entity_.bytes) {
+    budget = kCopyWindow;  // read into memory: what one connection holds at once
+  }
   if (entity_.fill) {
     // A fill whose disk failed goes on in memory: read the rest from there.
     entity_.body = entity_.fill->body();
@@ -559,18 +601,14 @@ void Request::pump() {
       }
       continue;
     }
-    evbuffer_file_segment* seg = evbuffer_file_segment_new(
-        entity_.body->fd(), static_cast<ev_off_t>(pos), static_cast<ev_off_t>(n), 0);
-    if (seg == nullptr || evbuffer_add_file_segment(buf, seg, 0, static_cast<ev_off_t>(n)) != 0) {
-      if (seg != nullptr) {
-        evbuffer_file_segment_free(seg);
-      }
+    if (!queue_file_bytes(buf, entity_.body->fd(), pos, n, copy)) {
       evbuffer_free(buf);
-      spdlog::error("cannot queue body bytes for {}", s3::printable(target_uri_));
+      spdlog::error("cannot read body bytes of {}: {}", s3::printable(target_uri_),
+                    std::strerror(errno));
       abort_connection();
       return;
     }
-    evbuffer_file_segment_free(seg);  // the buffer holds its own reference
+    svc_.metrics.file_bytes_served(copy, n);
     piece_done_ += n;
     budget -= n;
     body_bytes_ += n;

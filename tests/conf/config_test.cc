@@ -284,7 +284,7 @@ TEST(LoadTest, ReadsEveryKey) {
   dir.write("walrus.access", "AKIDEXAMPLE\n");
   dir.write("walrus.secret", "wJalr XUtn/K7MDENG\r\n");
   const std::string path = dir.write("tusk.yaml", R"(
-server:   { listen: ["0.0.0.0:8080", "[::]:8080"], workers: 8, max_connections: 500, idle_timeout: 90s, header_timeout: 5s, send_timeout: 2m, max_header_size: 16KiB }
+server:   { listen: ["0.0.0.0:8080", "[::]:8080"], workers: 8, max_connections: 500, idle_timeout: 90s, header_timeout: 5s, send_timeout: 2m, max_header_size: 16KiB, sendfile: false }
 admin:    { listen: "127.0.0.1:8081", token_file: /etc/tusk/admin.token }
 cache:    { dir: cache, max_size: 50GiB, chunk_size: 4MiB, min_free: 5GiB }
 fill:     { parallel: 16 }
@@ -323,6 +323,7 @@ routes:
   EXPECT_EQ(c.server.header_timeout, 5s);
   EXPECT_EQ(c.server.send_timeout, 120s);
   EXPECT_EQ(c.server.max_header_size, 16u * 1024);
+  EXPECT_FALSE(c.server.sendfile);
   EXPECT_EQ(c.admin.listen, "127.0.0.1:8081");
   EXPECT_EQ(c.admin.token_file, "/etc/tusk/admin.token");
   EXPECT_EQ(c.cache.dir, dir.path() + "/cache");
@@ -385,6 +386,7 @@ TEST(LoadTest, DefaultsAreThoseOfConfigH) {
     EXPECT_EQ(c.server.header_timeout, 10s);
     EXPECT_EQ(c.server.send_timeout, 60s);
     EXPECT_EQ(c.server.max_header_size, 32u * 1024);
+    EXPECT_TRUE(c.server.sendfile);
     EXPECT_EQ(c.admin.listen, "127.0.0.1:8081");
     EXPECT_EQ(c.admin.token_file, "");
     EXPECT_EQ(c.cache.dir, "/var/cache/tusk");
@@ -596,6 +598,7 @@ const ErrorCase kErrorCases[] = {
     {"max_header_size_small", "server:\n  max_header_size: 100\n", 2, 20,
      "server.max_header_size: must be between 1KiB and 1MiB"},
     {"max_header_size_huge", "server:\n  max_header_size: 2MiB\n", 2, 20, "between 1KiB"},
+    {"sendfile_not_bool", "server:\n  sendfile: maybe\n", 2, 13, "server.sendfile:"},
     {"idle_timeout_millis", "server:\n  idle_timeout: 1500ms\n", 2, 17,
      "must be a whole number of seconds"},
     {"listen_no_port", "server:\n  listen: [\"127.0.0.1\"]\n", 2, 12,

@@ -421,3 +421,34 @@ def test_pipelined_requests_are_answered_in_order_and_connection_close_is_honour
         got = split_responses(first + read_until_close(s), [False, False])
     assert [g[0] for g in got] == [200, 200] and got[1][2] == cat
     assert t.running()
+
+
+@pytest.mark.parametrize("sendfile", [True, False])
+def test_sendfile_off_reads_and_writes_the_same_bytes(rgw, bucket, make_tuskd, sendfile):
+    """server.sendfile: false reads body files into memory (256 KiB per connection at a time)
+    instead of sendfile: a fill followed live, a whole hit, a range across windows and a
+    multipart answer all carry the same bytes, and the counters say which way they went."""
+    from harness import free_port
+    b = bucket()
+    data = blob(3 * 1024 * 1024 + 17, seed=11)  # past the 64 KiB inline limit: a file hit
+    put(rgw, b, "sf.bin", data)
+    t = make_tuskd(b, server={"listen": [f"127.0.0.1:{free_port()}"], "workers": 1,
+                              "sendfile": sendfile},
+                   cache={"dir": "cache", "max_size": "1GiB", "chunk_size": "1MiB"})
+    assert t.get("/images/sf.bin").content == data  # the miss, streamed along the fill
+    t.wait_fills_settled()
+    r = t.get("/images/sf.bin")
+    assert r.headers["X-Cache"] == "HIT" and r.content == data
+    r = t.get("/images/sf.bin", headers={"Range": "bytes=200000-2900000"})
+    assert r.status_code == 206 and r.content == data[200000:2900001]
+    r = t.get("/images/sf.bin", headers={"Range": "bytes=0-9, 1048570-1048580, -5"})
+    assert [p for _, p in parse_multipart(r.headers["Content-Type"], r.content)] == \
+        [data[0:10], data[1048570:1048581], data[-5:]]
+    by_sendfile = t.metric("tusk_served_file_bytes_total", by="sendfile")
+    by_copy = t.metric("tusk_served_file_bytes_total", by="copy")
+    # the miss (at least the part read back from its file), the hit, the range, the parts
+    least = len(data) + 2700001 + 10 + 11 + 5
+    if sendfile:
+        assert by_copy == 0 and by_sendfile >= least
+    else:
+        assert by_sendfile == 0 and by_copy >= least
