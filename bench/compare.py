@@ -339,6 +339,21 @@ class TuskdCopy(Tuskd):
     sendfile = False
 
 
+class TuskdDirs(Tuskd):
+    """tuskd whose cache already has its 65,536 body directories (objects/xx/yy), as a cache
+    that has held objects for a while does: scenario 7's A/B of what a new cache pays to make
+    them (a fresh cache makes one per miss for its first tens of thousands of objects)."""
+    name = "tuskd-dirs"
+    peer = True
+
+    def start(self, up_port: int, check_port: int | None = None):
+        objects = self.dir / "cache" / "objects"
+        for a in range(256):
+            for b in range(256):
+                (objects / f"{a:02x}" / f"{b:02x}").mkdir(parents=True, exist_ok=True)
+        super().start(up_port, check_port)
+
+
 class Varnish(Contender):
     name = "varnish"
 
@@ -765,8 +780,9 @@ def table(title: str, results: dict[str, list[dict]], order: list[str]) -> str:
 def index_table(runs: list[dict]) -> str:
     """Scenario 10: one column per index size, and the last size against the first."""
     title = ("10. Index scale (tuskd alone): N objects of 1 KiB put in the index and body files by "
-             "tusk-fill-index; restart to the first served hit, hits on random objects (wrk "
-             "-t2 -c32), then a restart with max_size 10 % below what is stored")
+             "tusk-fill-index; per round, every size in turn (order rotating): restart to the first "
+             "served hit, then hits on random objects (wrk -t2 -c32); medians over the rounds; last "
+             "a restart with max_size 10 % below what is stored")
     keys = []
     for r in runs:
         keys += [k for k in r if k not in keys and k not in ("objects", "errors")]
@@ -857,7 +873,7 @@ def main(argv=None) -> int:
     sel = subset("--scenarios", args.scenarios, list(range(1, 11)), int)
     perf_for = subset("--perf", args.perf, [1, 2, 3, 4, 5, 7, 8, 9], int) if args.perf else []
     slow = subset("--throttled", args.throttled, [3, 4, 5], int)
-    allowed = ["tuskd", "tuskd-copy", "varnish", "nginx", "nginx-slice", "static"]
+    allowed = ["tuskd", "tuskd-copy", "tuskd-dirs", "varnish", "nginx", "nginx-slice", "static"]
     if args.tuskd_b:
         allowed.insert(1, "tuskd-b")
         if args.contenders == ap.get_default("contenders"):
@@ -929,6 +945,7 @@ def main(argv=None) -> int:
             pdir = tmp / ph
             contenders = [Tuskd(procs, pdir / "tuskd", tuskd), TuskdB(procs, pdir / "tuskd-b", tuskd_b),
                           TuskdCopy(procs, pdir / "tuskd-copy", tuskd),
+                          TuskdDirs(procs, pdir / "tuskd-dirs", tuskd),
                           Varnish(procs, pdir / "varnish"),
                           Nginx(procs, pdir / "nginx"), NginxSlice(procs, pdir / "nginx-slice"),
                           NginxStatic(procs, pdir / "static", up.static)]
@@ -1018,16 +1035,11 @@ def main(argv=None) -> int:
         if 10 in sel:
             # tuskd alone against its own curve: peers keep no index across restarts
             fill_tool = Path(args.fill_index).resolve()
-            for n in scale.s10_sizes(args.quick):
-                t0 = time.monotonic()
-                try:
-                    fig = scale.s10_index(bench, Tuskd, tuskd, fill_tool, n)
-                except (TimeUp, Interrupted):
-                    raise
-                except Exception as e:
-                    fig = {"objects": n, "errors": f"{type(e).__name__}: {str(e)[:300]}"}
-                index_results.append(fig)
-                log(f"[index {n}] ({time.monotonic() - t0:.1f}s): {fig}")
+            s10 = scale.IndexScale(bench, Tuskd, tuskd, fill_tool, scale.s10_sizes(args.quick))
+            try:
+                index_results.extend(s10.run(args.rounds or (1 if args.quick else 3)))
+            finally:
+                s10.cleanup()
     except TimeUp as e:
         notes.append(f"stopped early: {e}")
         log(str(e))

@@ -25,7 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import group_rss_bytes, http_get, log, parse_wrk, tail, wait_port
+from benchlib import (Interrupted, TimeUp, group_rss_bytes, http_get, log, parse_wrk, tail,
+                      wait_port)
 
 MiB = 1 << 20
 BUCKET = "bench"
@@ -330,77 +331,152 @@ end
 """
 
 
-def s10_index(bench, tuskd_cls, binary: Path, fill_tool: Path, n: int) -> dict:
-    """tuskd over a cache of n objects made by tusk-fill-index: restart to first hit, hit
-    latency over random objects, then eviction of 10% by a restart with a smaller max_size."""
-    size = 1024
-    work = bench.tmp / f"index-{n}"
-    shutil.rmtree(work, ignore_errors=True)
-    t = tuskd_cls(bench.procs, work, binary)
-    endpoint = "http://127.0.0.1:9"  # never asked: every object is fresh
-    cache = t.dir / "cache"
-    p = subprocess.run([str(fill_tool), "--dir", str(cache), "--count", str(n), "--endpoint",
-                        endpoint, "--bucket", BUCKET, "--prefix", "idx/", "--size", str(size),
-                        "--chunk-size", str(64 * 1024)],
-                       capture_output=True, text=True, timeout=bench.deadline.bound(900))
-    if p.returncode != 0:
-        raise RuntimeError(f"tusk-fill-index: {p.stderr[-300:]}")
-    filled = json.loads(p.stdout)
+class IndexScale:
+    """Scenario 10: tuskd over caches of n objects made by tusk-fill-index, for every n at once.
+    Every size is filled first; then each round restarts tuskd on every size in turn (the order
+    rotating per round, as the contenders of 1-9 do), times the first served hit and runs wrk on
+    random objects, so the machine's noise falls on all sizes alike and the p99 ratio compares
+    like with like. Last, per size, a restart with max_size 10 % below what is stored."""
 
-    def start(max_size: str | None = None) -> float:
-        """Starts tuskd; seconds from spawn to the first 200 of a random object."""
+    SIZE = 1024
+    ENDPOINT = "http://127.0.0.1:9"  # never asked: every object is fresh
+
+    def __init__(self, bench, tuskd_cls, binary: Path, fill_tool: Path, sizes: list[int]):
+        self.bench, self.fill_tool, self.sizes = bench, fill_tool, sizes
+        self.t = {n: tuskd_cls(bench.procs, bench.tmp / f"index-{n}", binary) for n in sizes}
+        self.figs: dict[int, dict] = {n: {"objects": n} for n in sizes}
+        self.rounds: dict[int, list[dict]] = {n: [] for n in sizes}
+
+    def fill(self, n: int) -> None:
+        t = self.t[n]
+        shutil.rmtree(t.dir, ignore_errors=True)
+        t.dir.mkdir(parents=True)
+        p = subprocess.run([str(self.fill_tool), "--dir", str(t.dir / "cache"), "--count", str(n),
+                            "--endpoint", self.ENDPOINT, "--bucket", BUCKET, "--prefix", "idx/",
+                            "--size", str(self.SIZE), "--chunk-size", str(64 * 1024)],
+                           capture_output=True, text=True,
+                           timeout=self.bench.deadline.bound(900))
+        if p.returncode != 0:
+            raise RuntimeError(f"tusk-fill-index: {p.stderr[-300:]}")
+        filled = json.loads(p.stdout)
+        self.figs[n].update({"fill s": filled["seconds"], "index MB": filled["index_bytes"] / 1e6,
+                             "index bytes/object": filled["index_bytes"] / n})
+
+    def start(self, n: int, max_size: str | None = None) -> float:
+        """Starts tuskd on cache n; seconds from spawn to the first 200 of a random object."""
+        t = self.t[n]
         # 64 KiB chunks: max_size may not be below chunk_size, and 10^3 objects of 1 KiB are 1 MB
-        argv = t.argv_for(endpoint, max_size=max_size, chunk_size="64KiB")
+        argv = t.argv_for(self.ENDPOINT, max_size=max_size, chunk_size="64KiB")
         probe = f"/{BUCKET}/idx/{random.randrange(n):07d}"
         t0 = time.monotonic()
-        t.proc = bench.procs.spawn(t.name, argv, t.log_path, cwd=t.dir)
+        t.proc = self.bench.procs.spawn(t.name, argv, t.log_path, cwd=t.dir)
         while time.monotonic() - t0 < 60:
             if t.proc.poll() is not None:
                 raise RuntimeError(f"tuskd exited: {tail(t.log_path)}")
             try:
                 st, _, body = http_get(t.port, probe, timeout=5)
-                if st == 200 and len(body) == size:
-                    return time.monotonic() - t0
+                if st == 200 and len(body) == self.SIZE:
+                    first = time.monotonic() - t0
+                    wait_port(t.admin_port, t.proc, "tuskd admin", t.log_path)
+                    return first
                 raise RuntimeError(f"first GET {probe} -> {st}, {len(body)} bytes")
             except (ConnectionRefusedError, ConnectionResetError):
                 time.sleep(0.002)
         raise RuntimeError("tuskd did not answer within 60 s")
 
-    try:
-        first_hit = start()
-        wait_port(t.admin_port, t.proc, "tuskd admin", t.log_path)
-        lua = work / "random.lua"
-        lua.write_text(WRK_RANDOM.format(n=n, seed=n, bucket=BUCKET))
-        dur = 3 if bench.quick else 8
-        w = subprocess.run(["wrk", "-t2", "-c32", f"-d{dur}s", "--latency", "--timeout", "5s",
-                            "-s", str(lua), f"http://127.0.0.1:{t.port}/"], capture_output=True,
-                           text=True, timeout=bench.deadline.bound(dur + 30))
-        if w.returncode != 0:
-            raise RuntimeError(f"wrk failed: {w.stderr[-300:]}")
-        hits = parse_wrk(w.stdout)
-        misses = metric(t.metrics(), "tusk_requests_total", outcome="MISS")
-        rss = group_rss_bytes(t.proc.pid)
-        t.stop()
-        # eviction: 10% of the bytes over the limit; the store evicts down to 0.95 of it
-        target = int(n * size * 0.9 / 0.95)
+    def hit_round(self, n: int, rnd: int) -> dict:
+        t = self.t[n]
+        first = self.start(n)
+        try:
+            lua = t.dir / "random.lua"
+            lua.write_text(WRK_RANDOM.format(n=n, seed=n + rnd, bucket=BUCKET))
+            dur = 3 if self.bench.quick else 6
+            w = subprocess.run(["wrk", "-t2", "-c32", f"-d{dur}s", "--latency", "--timeout", "5s",
+                                "-s", str(lua), f"http://127.0.0.1:{t.port}/"],
+                               capture_output=True, text=True,
+                               timeout=self.bench.deadline.bound(dur + 30))
+            if w.returncode != 0:
+                raise RuntimeError(f"wrk failed: {w.stderr[-300:]}")
+            hits = parse_wrk(w.stdout)
+            return {"restart to first hit s": first, "hit req/s": hits.get("req/s"),
+                    "hit p50 ms": hits.get("p50 ms"), "hit p99 ms": hits.get("p99 ms"),
+                    "non-2xx": hits.get("non-2xx"),
+                    "misses": metric(t.metrics(), "tusk_requests_total", outcome="MISS"),
+                    "RSS MB": group_rss_bytes(t.proc.pid) / 1e6}
+        finally:
+            t.stop()
+
+    def evict(self, n: int) -> None:
+        t = self.t[n]
+        # 10% of the bytes over the limit; the store evicts down to 0.95 of it
+        target = int(n * self.SIZE * 0.9 / 0.95)
         t0 = time.monotonic()
-        start(max_size=str(target))
-        evicted = 0
-        while time.monotonic() - t0 < 120:
-            evicted = int(metric(t.metrics(), "tusk_cache_evictions_total"))
-            if evicted >= n // 10 - 1:
-                break
-            time.sleep(0.05)
-        evict_s = time.monotonic() - t0
-        objects = int(metric(t.metrics(), "tusk_cache_objects"))
-    finally:
-        t.stop()
-        shutil.rmtree(cache, ignore_errors=True)
-    return {"objects": n, "fill s": filled["seconds"],
-            "index MB": filled["index_bytes"] / 1e6,
-            "index bytes/object": filled["index_bytes"] / n,
-            "restart to first hit s": first_hit, "hit req/s": hits.get("req/s"),
-            "hit p50 ms": hits.get("p50 ms"), "hit p99 ms": hits.get("p99 ms"),
-            "non-2xx": hits.get("non-2xx"), "misses": misses, "RSS MB": rss / 1e6,
-            "evict 10% s": evict_s if evicted >= n // 10 - 1 else None,
-            "evicted": evicted, "objects after": objects}
+        try:
+            self.start(n, max_size=str(target))
+            evicted = 0
+            while time.monotonic() - t0 < 120:
+                evicted = int(metric(t.metrics(), "tusk_cache_evictions_total"))
+                if evicted >= n // 10 - 1:
+                    break
+                time.sleep(0.05)
+            evict_s = time.monotonic() - t0
+            objects = int(metric(t.metrics(), "tusk_cache_objects"))
+        finally:
+            t.stop()
+        self.figs[n].update({"evict 10% s": evict_s if evicted >= n // 10 - 1 else None,
+                             "evicted": evicted, "objects after": objects})
+
+    def summarise(self, n: int) -> None:
+        """Medians over the rounds, with the rounds' p99 values listed."""
+        runs = self.rounds[n]
+        fig = self.figs[n]
+        for k in ("restart to first hit s", "hit req/s", "hit p50 ms", "hit p99 ms", "RSS MB"):
+            vals = [r[k] for r in runs if r.get(k) is not None]
+            if vals:
+                fig[k] = max(vals) if k == "RSS MB" else statistics.median(vals)
+        fig["hit p99 ms, rounds"] = " / ".join(f"{r['hit p99 ms']:.2f}" for r in runs
+                                               if r.get("hit p99 ms") is not None)
+        fig["non-2xx"] = sum(r.get("non-2xx") or 0 for r in runs)
+        fig["misses"] = sum(r.get("misses") or 0 for r in runs)
+
+    def run(self, rounds: int) -> list[dict]:
+        live = []
+        for n in self.sizes:
+            t0 = time.monotonic()
+            try:
+                self.fill(n)
+                live.append(n)
+            except (TimeUp, Interrupted):
+                raise
+            except Exception as e:
+                self.figs[n]["errors"] = f"{type(e).__name__}: {str(e)[:300]}"
+            log(f"[index {n}] filled ({time.monotonic() - t0:.1f}s)")
+        for rnd in range(rounds):
+            order = live[rnd % len(live):] + live[:rnd % len(live)] if live else []
+            for n in order:
+                if "errors" in self.figs[n]:
+                    continue
+                try:
+                    self.rounds[n].append(self.hit_round(n, rnd))
+                    log(f"[index {n} r{rnd}] {self.rounds[n][-1]}")
+                except (TimeUp, Interrupted):
+                    raise
+                except Exception as e:
+                    self.figs[n]["errors"] = f"{type(e).__name__}: {str(e)[:300]}"
+        for n in live:
+            if "errors" in self.figs[n]:
+                continue
+            try:
+                self.summarise(n)
+                self.evict(n)
+            except (TimeUp, Interrupted):
+                raise
+            except Exception as e:
+                self.figs[n]["errors"] = f"{type(e).__name__}: {str(e)[:300]}"
+            log(f"[index {n}] {self.figs[n]}")
+        return [self.figs[n] for n in self.sizes]
+
+    def cleanup(self) -> None:
+        for t in self.t.values():
+            t.stop()
+            shutil.rmtree(t.dir / "cache", ignore_errors=True)

@@ -35,6 +35,23 @@ void unlink_quietly(const std::string& path) {
 
 }  // namespace
 
+BodyFiles::BodyFiles(std::string dir)
+    : dir_(std::move(dir)), dir_fd_(::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
+
+BodyFiles::~BodyFiles() {
+  if (dir_fd_ >= 0) {
+    ::close(dir_fd_);
+  }
+}
+
+std::string BodyFiles::rel_of(std::string_view hash, std::uint64_t generation) const {
+  std::string r;
+  r.reserve(hash.size() + 28);
+  r.append(hash.substr(0, 2)).append("/").append(hash.substr(2, 2)).append("/");
+  r.append(hash).append(".").append(std::to_string(generation));
+  return r;
+}
+
 std::string BodyFiles::dir_of(std::string_view hash) const {
   return dir_ + "/" + std::string(hash.substr(0, 2)) + "/" + std::string(hash.substr(2, 2));
 }
@@ -97,20 +114,27 @@ Result<void> BodyFiles::ensure_dir(const std::string& parent, const std::string&
 
 Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std::uint64_t size,
                             bool durable) {
-  const std::string xx = dir_ + "/" + std::string(hash.substr(0, 2));
-  const std::string dir = dir_of(hash);
-  if (auto r = ensure_dir(dir_, xx, durable); !r) {
-    return conf::unexpected(std::move(r).error());
-  }
-  if (auto r = ensure_dir(xx, dir, durable); !r) {
-    return conf::unexpected(std::move(r).error());
-  }
   const std::string path = path_of(hash, generation);
-  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0640);
+  const std::string rel = rel_of(hash, generation);
+  const int at = dir_fd_ >= 0 ? dir_fd_ : AT_FDCWD;
+  const char* name = dir_fd_ >= 0 ? rel.c_str() : path.c_str();
+  // The directories exist in a cache that has held objects: try the file first, and make them
+  // only when it says they are missing (two mkdir calls fewer per miss).
+  int fd = ::openat(at, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0640);
+  if (fd < 0 && errno == ENOENT) {
+    const std::string xx = dir_ + "/" + std::string(hash.substr(0, 2));
+    if (auto r = ensure_dir(dir_, xx, durable); !r) {
+      return conf::unexpected(std::move(r).error());
+    }
+    if (auto r = ensure_dir(xx, dir_of(hash), durable); !r) {
+      return conf::unexpected(std::move(r).error());
+    }
+    fd = ::openat(at, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0640);
+  }
   if (fd < 0 && errno == EEXIST) {
     spdlog::warn("cache: removing stale body file {}", path);
     unlink_quietly(path);
-    fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0640);
+    fd = ::openat(at, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0640);
   }
   if (fd < 0) {
     return fail(Errc::kIo, sys_error("cannot create body file", path, errno));
@@ -137,7 +161,7 @@ Result<int> BodyFiles::make(std::string_view hash, std::uint64_t generation, std
   if (::fsync(fd) != 0) {
     return give_up(Errc::kIo, "cannot fsync", errno);
   }
-  if (auto r = fsync_dir(dir); !r) {
+  if (auto r = fsync_dir(dir_of(hash)); !r) {
     ::close(fd);
     unlink_quietly(path);
     return conf::unexpected(std::move(r).error());
@@ -155,12 +179,14 @@ Result<void> BodyFiles::sync_names_of(std::string_view hash) {
 }
 
 Result<int> BodyFiles::open(std::string_view hash, std::uint64_t generation, bool for_write) const {
-  const std::string path = path_of(hash, generation);
-  const int fd = ::open(path.c_str(), (for_write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  const int flags = (for_write ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+  const int fd = dir_fd_ >= 0 ? ::openat(dir_fd_, rel_of(hash, generation).c_str(), flags)
+                              : ::open(path_of(hash, generation).c_str(), flags);
   if (fd < 0) {
+    const int e = errno;
     // Replaced or evicted between the caller's read and the open: the file went with its record.
-    return fail(errno == ENOENT ? Errc::kStale : Errc::kIo,
-                sys_error("cannot open body", path, errno));
+    return fail(e == ENOENT ? Errc::kStale : Errc::kIo,
+                sys_error("cannot open body", path_of(hash, generation), e));
   }
   return fd;
 }

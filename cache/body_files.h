@@ -24,7 +24,12 @@ namespace cache {
 
 class BodyFiles {
  public:
-  explicit BodyFiles(std::string dir) : dir_(std::move(dir)) {}  // the objects dir, existing
+  // `dir`: the objects dir, existing. Files are opened, made and unlinked relative to an fd of
+  // it (openat): a hit's open walks xx/yy/<file>, not the whole absolute path again.
+  explicit BodyFiles(std::string dir);
+  ~BodyFiles();
+  BodyFiles(const BodyFiles&) = delete;
+  BodyFiles& operator=(const BodyFiles&) = delete;
 
   const std::string& dir() const { return dir_; }
   std::string path_of(std::string_view hash, std::uint64_t generation) const;
@@ -57,7 +62,10 @@ class BodyFiles {
  private:
   Result<void> fsync_dir(const std::string& path);
   Result<void> ensure_dir(const std::string& parent, const std::string& path, bool durable);
+  // xx/yy/<hash>.<generation>: path_of without the objects dir, for the *at calls.
+  std::string rel_of(std::string_view hash, std::uint64_t generation) const;
   std::string dir_;
+  int dir_fd_ = -1;  // O_PATH of dir_; -1 (absolute paths) if it could not be opened
   std::atomic<std::uint64_t> syncs_{0};
 };
 
