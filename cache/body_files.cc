@@ -192,7 +192,12 @@ Result<int> BodyFiles::open(std::string_view hash, std::uint64_t generation, boo
 }
 
 void BodyFiles::unlink(std::string_view hash, std::uint64_t generation) const {
-  unlink_quietly(path_of(hash, generation));
+  if (dir_fd_ < 0) {
+    unlink_quietly(path_of(hash, generation));
+  } else if (::unlinkat(dir_fd_, rel_of(hash, generation).c_str(), 0) != 0 && errno != ENOENT) {
+    const int e = errno;
+    spdlog::warn("cache: {}", sys_error("cannot unlink", path_of(hash, generation), e));
+  }
 }
 
 Result<std::uint64_t> BodyFiles::free_disk() const {

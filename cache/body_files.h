@@ -25,7 +25,7 @@ namespace cache {
 class BodyFiles {
  public:
   // `dir`: the objects dir, existing. Files are opened, made and unlinked relative to an fd of
-  // it (openat): a hit's open walks xx/yy/<file>, not the whole absolute path again.
+  // it (openat, unlinkat): a hit's open walks xx/yy/<file>, not the whole absolute path again.
   explicit BodyFiles(std::string dir);
   ~BodyFiles();
   BodyFiles(const BodyFiles&) = delete;
