@@ -96,6 +96,28 @@ class Connection {
 
 namespace {
 
+// Frees a connection's bufferevent and closes its socket once this loop has told epoll to
+// forget it. With the epoll changelist (worker loops, proxy/loop.h) event_del only records the
+// change and the next dispatch applies it; a socket closed at once would free its number for
+// another thread's accept or open before that epoll_ctl, which then names someone else's file
+// (the kernel answers ENOENT, but it is a race on the number, and ThreadSanitizer reports it).
+// A zero timeout runs after the next dispatch, which applies the changelist first.
+void free_and_close_later(event_base* base, bufferevent* bev) {
+  const evutil_socket_t fd = bufferevent_getfd(bev);
+  bufferevent_free(bev);
+  if (fd < 0) {
+    return;
+  }
+  const timeval now{0, 0};
+  auto close_fd = [](evutil_socket_t, short, void* arg) {
+    evutil_closesocket(static_cast<evutil_socket_t>(reinterpret_cast<std::intptr_t>(arg)));
+  };
+  if (event_base_once(base, -1, EV_TIMEOUT, close_fd,
+                      reinterpret_cast<void*>(static_cast<std::intptr_t>(fd)), &now) != 0) {
+    evutil_closesocket(fd);
+  }
+}
+
 constexpr std::uint64_t kMaxLinger = 1u << 20;  // bytes dropped while lingering before closing
 
 bool status_has_body(int status) { return status >= 200 && status != 204 && status != 304; }
@@ -202,7 +224,9 @@ Connection::Connection(ConnectionSet& set, bufferevent* bev) : set_(set), bev_(b
 
 Connection::~Connection() {
   if (bev_ != nullptr) {
-    bufferevent_free(bev_);
+    const evutil_socket_t fd = bufferevent_getfd(bev_);
+    bufferevent_free(bev_);  // the set is going away with its loop: close at once
+    evutil_closesocket(fd);
   }
   if (timer_ != nullptr) {
     event_free(timer_);
@@ -552,7 +576,7 @@ void Connection::close_now(bool notify) {
     return;
   }
   state_ = State::kClosed;
-  bufferevent_free(bev_);  // closes the socket; no callback of it runs after this
+  free_and_close_later(set_.base_, bev_);  // no callback of it runs after this
   bev_ = nullptr;
   evtimer_del(timer_);
   event_del(resume_);
@@ -630,7 +654,8 @@ void ConnectionSet::adopt(int fd) {
     idle_.front()->close_now(/*notify=*/false);
     open_.fetch_add(1);
   }
-  bufferevent* bev = bufferevent_socket_new(base_, fd, BEV_OPT_CLOSE_ON_FREE);
+  // Not BEV_OPT_CLOSE_ON_FREE: a connection's socket is closed by free_and_close_later.
+  bufferevent* bev = bufferevent_socket_new(base_, fd, 0);
   if (bev == nullptr) {
     ::close(fd);
     open_.fetch_sub(1);
