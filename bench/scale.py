@@ -439,41 +439,35 @@ class IndexScale:
         fig["non-2xx"] = sum(r.get("non-2xx") or 0 for r in runs)
         fig["misses"] = sum(r.get("misses") or 0 for r in runs)
 
+    def attempt(self, n: int, step) -> bool:
+        """Runs step(); a failure is size n's error (the size is then left out), except the
+        run's own deadline and interruption, which end the run."""
+        try:
+            step()
+            return True
+        except (TimeUp, Interrupted):
+            raise
+        except Exception as e:
+            self.figs[n]["errors"] = f"{type(e).__name__}: {str(e)[:300]}"
+            return False
+
     def run(self, rounds: int) -> list[dict]:
         live = []
         for n in self.sizes:
             t0 = time.monotonic()
-            try:
-                self.fill(n)
+            if self.attempt(n, lambda: self.fill(n)):
                 live.append(n)
-            except (TimeUp, Interrupted):
-                raise
-            except Exception as e:
-                self.figs[n]["errors"] = f"{type(e).__name__}: {str(e)[:300]}"
             log(f"[index {n}] filled ({time.monotonic() - t0:.1f}s)")
         for rnd in range(rounds):
             order = live[rnd % len(live):] + live[:rnd % len(live)] if live else []
             for n in order:
-                if "errors" in self.figs[n]:
-                    continue
-                try:
-                    self.rounds[n].append(self.hit_round(n, rnd))
+                if "errors" not in self.figs[n] and self.attempt(
+                        n, lambda: self.rounds[n].append(self.hit_round(n, rnd))):
                     log(f"[index {n} r{rnd}] {self.rounds[n][-1]}")
-                except (TimeUp, Interrupted):
-                    raise
-                except Exception as e:
-                    self.figs[n]["errors"] = f"{type(e).__name__}: {str(e)[:300]}"
         for n in live:
-            if "errors" in self.figs[n]:
-                continue
-            try:
-                self.summarise(n)
-                self.evict(n)
-            except (TimeUp, Interrupted):
-                raise
-            except Exception as e:
-                self.figs[n]["errors"] = f"{type(e).__name__}: {str(e)[:300]}"
-            log(f"[index {n}] {self.figs[n]}")
+            if "errors" not in self.figs[n]:
+                self.attempt(n, lambda: (self.summarise(n), self.evict(n)))
+                log(f"[index {n}] {self.figs[n]}")
         return [self.figs[n] for n in self.sizes]
 
     def cleanup(self) -> None:
