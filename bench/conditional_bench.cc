@@ -70,13 +70,13 @@ void decide(benchmark::State& state, const proxy::Headers& headers, bool ttl_ove
   route.prefix = "/images/";
   route.ttl_override = ttl_override;
   const std::int64_t now = 1716545730;  // 30 s after the response's Date
-  const proxy::Freshness want = proxy::decide(headers, route, now);
+  const proxy::Freshness want = proxy::decide(200, headers, route, now);
   if (!want.storable || want.expires_at - want.stored_at != lifetime) {
     state.SkipWithError("unexpected freshness decision");
     return;
   }
   for (auto _ : state) {
-    proxy::Freshness f = proxy::decide(headers, route, now);
+    proxy::Freshness f = proxy::decide(200, headers, route, now);
     benchmark::DoNotOptimize(f);
   }
 }

@@ -1,6 +1,8 @@
 // The decisions of a request and of the fill table (see decide.h). Pure.
 #include "proxy/decide.h"
 
+#include <algorithm>
+
 namespace proxy {
 
 namespace {
@@ -31,13 +33,31 @@ EntryState classify(const std::optional<cache::Meta>& m, std::int64_t now, bool 
   return fresh ? EntryState::kPartial : EntryState::kAbsent;
 }
 
-bool grace_allows(const cache::Meta& stale, std::int64_t now, std::chrono::seconds grace) {
+namespace {
+
+// now < expires_at + window, saturating (a window or expires_at near the int64 limits never wraps).
+bool within(std::int64_t expires_at, std::int64_t window, std::int64_t now) {
   std::int64_t until = 0;
-  if (__builtin_add_overflow(stale.expires_at, static_cast<std::int64_t>(grace.count()), &until)) {
-    // Past the int64 range: forever ahead when grace is positive, long gone when negative.
-    return grace.count() > 0;
+  if (__builtin_add_overflow(expires_at, window, &until)) {
+    return window > 0;  // past the int64 range: forever ahead when positive, gone when negative
   }
   return now < until;
+}
+
+}  // namespace
+
+bool grace_allows(const cache::Meta& stale, std::int64_t now, const conf::Route& route) {
+  const StaleWindows w = stale_windows(stale.headers, route);
+  if (!w.allowed) {
+    return false;
+  }
+  return within(stale.expires_at, std::max<std::int64_t>(route.grace.count(), w.if_error), now);
+}
+
+bool serve_while_revalidating(const cache::Meta& stale, std::int64_t now,
+                              const conf::Route& route) {
+  const StaleWindows w = stale_windows(stale.headers, route);
+  return w.allowed && w.while_revalidate > 0 && within(stale.expires_at, w.while_revalidate, now);
 }
 
 std::uint64_t first_byte_of(const std::optional<std::vector<RangeSpec>>& ranges,

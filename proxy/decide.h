@@ -49,9 +49,16 @@ EntryState classify(const std::optional<cache::Meta>& m, std::int64_t now,
                     bool just_revalidated = false);
 
 // Whether a stale entry may be served because the upstream failed: while now < expires_at +
-// grace (saturating: a huge grace or expires_at never wraps). The caller passes only an entry
-// it classified kStale; grace is the route's (0: never, once expired).
-bool grace_allows(const cache::Meta& stale, std::int64_t now, std::chrono::seconds grace);
+// the longer of the route's grace and the response's stale-if-error (saturating: a huge window
+// or expires_at never wraps). Never for a response that forbids serving stale (must-revalidate,
+// proxy-revalidate, no-cache, s-maxage: freshness.h stale_windows). The caller passes only an
+// entry it classified kStale.
+bool grace_allows(const cache::Meta& stale, std::int64_t now, const conf::Route& route);
+
+// Whether a stale entry is served at once while one background revalidation runs: within its
+// stale-while-revalidate window (RFC 5861 §3), under the same prohibitions as grace_allows.
+bool serve_while_revalidating(const cache::Meta& stale, std::int64_t now,
+                              const conf::Route& route);
 
 // first_byte_of's answer when the first byte cannot be known: a suffix range ("-n") on an object
 // of unknown size. The fill then learns the size (HEAD) before fetching a chunk.

@@ -349,7 +349,7 @@ Fetch::Next Fetch::refresh() {
     return Next::kDone;
   }
   Merged m = merge_not_modified(meta->headers, not_modified_headers_);
-  Freshness f = decide(m.decide_on, route_, table_.clock_());
+  Freshness f = decide(200, m.decide_on, route_, table_.clock_());
   auto r =
       table_.store_.refresh(fill_->cache_key(), seed_.stale->generation, f.stored_at, f.expires_at,
                             f.revalidate_each_use ? cache::Meta::kFlagNoCache : 0, m.stored);

@@ -98,7 +98,7 @@ bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
     obj->content_type = "application/octet-stream";
   }
   const std::int64_t now = table_.clock_();
-  obj->freshness = decide(h.headers, route_, now);
+  obj->freshness = decide(200, h.headers, route_, now);  // the object's status, whatever brought its head
   obj->replay = replayable_headers(h.headers);
   if (std::string enc = h.header("content-encoding"); !enc.empty() && !iequals(enc, "identity")) {
     if (is_tarball_key(key_)) {

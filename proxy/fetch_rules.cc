@@ -182,18 +182,26 @@ AfterError after_error(Ask ask, bool head_known, s3::Errc code, int attempts, in
 long backoff_ms(int attempts) { return std::min(5000L, 100L << std::clamp(attempts - 1, 0, 6)); }
 
 Merged merge_not_modified(const Headers& stored, const Headers& answer) {
+  // RFC 9111 §3.2: every field the 304 carries replaces the stored lines of that name, except
+  // those a stored response never keeps (replayable_headers drops hop-by-hop fields and the
+  // framing: Content-Length, Content-Range, Transfer-Encoding, Content-Encoding).
   Merged m;
-  m.stored = replayable_headers(answer);
+  const Headers fresh = replayable_headers(answer);
   for (const auto& [k, v] : stored) {
-    if (find_header(m.stored, k).empty()) {
+    if (find_field(fresh, k) == nullptr) {
       m.stored.emplace_back(k, v);
     }
   }
-  m.decide_on = m.stored;
-  for (const char* name : {"date", "age"}) {
-    if (auto v = find_header(answer, name); !v.empty()) {
-      m.decide_on.emplace_back(name, std::string(v));
+  m.stored.insert(m.stored.end(), fresh.begin(), fresh.end());
+  // Freshness counts from this 304: its Age, and its Date; without one, the stored Date is not
+  // used as the answer's (it would make the refreshed entry as old as the first response).
+  for (const auto& [k, v] : m.stored) {
+    if (!iequals(k, "date") || find_field(answer, "date") != nullptr) {
+      m.decide_on.emplace_back(k, v);
     }
+  }
+  if (const std::string* age = find_field(answer, "age")) {
+    m.decide_on.emplace_back("Age", *age);
   }
   return m;
 }

@@ -238,6 +238,9 @@ Request::Next Request::lookup() {
       }
       break;
     case EntryState::kStale:
+      if (serve_while_revalidating(*meta, now, *target_.route) && serve_stale_revalidating(*meta)) {
+        return Next::kContinue;
+      }
       stale_ = std::move(meta);  // revalidate it; serve it within grace if the upstream fails
       break;
     case EntryState::kPartial:
@@ -259,6 +262,25 @@ bool Request::serve_entry(const cache::Meta& meta, const cache::Stamp& stamp) {
   entity_ = entity_of(meta, std::make_shared<BodyFile>(*fd));
   remember_hot(meta, stamp);
   svc_.store.touch(cache_key_);
+  return true;
+}
+
+// stale-while-revalidate (RFC 5861 §3): one revalidation of the entry starts (or is already
+// running: the fill table holds one fill per object), owned by the process, and this client is
+// served the stale entry at once without waiting for it. False when the body is gone meanwhile.
+bool Request::serve_stale_revalidating(const cache::Meta& stale) {
+  auto fd = svc_.store.open_body(cache_key_, stale.generation);
+  if (!fd) {
+    return false;
+  }
+  FillSeed seed;
+  seed.stale = stale;
+  seed.direct = from_peer_;
+  bool joined = false;
+  svc_.fills.acquire(cache_key_, target_, std::move(seed), 0, &joined);
+  entity_ = entity_of(stale, std::make_shared<BodyFile>(*fd));
+  outcome_ = Outcome::kStale;
+  step_ = Step::kDeliver;
   return true;
 }
 
@@ -334,8 +356,21 @@ Request::Next Request::fill() {
     // serves this request exactly as a hit would.
     Fill::Snapshot snap = fill_->snapshot();
     const bool fresh = snap.head && is_fresh(snap.head->freshness, svc_.clock());
-    joined_done_ =
-        fresh && (snap.phase == Fill::Phase::kDone || fill_->available_from(0) >= snap.head->size);
+    const bool received =
+        snap.head && snap.phase != Fill::Phase::kFailed &&
+        (snap.phase == Fill::Phase::kDone || fill_->available_from(0) >= snap.head->size);
+    joined_done_ = fresh && received;
+    if (received && !fresh && lookups_ < 3) {
+      // A response received in full before this request came and not fresh now (max-age=0,
+      // no-cache, no-store, an Age past its lifetime): like any stored response that is not
+      // fresh, it may not be reused without the origin (RFC 9111 §4). Once its fill has left
+      // the table, look again: revalidate it, or fetch anew. Requests that came while it was
+      // arriving share it (collapsed), as they share every fill.
+      FillPtr done = std::move(fill_);
+      joined_ = false;
+      step_ = Step::kLookup;
+      return done->wait_retired(resume(&Request::drive)) ? Next::kPark : Next::kContinue;
+    }
   }
   step_ = Step::kAwaitHead;
   return Next::kContinue;
@@ -409,7 +444,7 @@ bool Request::serve_stale_on_error() {
   if (!stale_) {
     return false;
   }
-  if (!grace_allows(*stale_, svc_.clock(), target_.route->grace)) {
+  if (!grace_allows(*stale_, svc_.clock(), *target_.route)) {
     return false;
   }
   auto fd = svc_.store.open_body(cache_key_, stale_->generation);
@@ -433,7 +468,9 @@ void Request::add_entity_headers(bool with_length_and_type) {
     out.add("Last-Modified", entity_.last_modified);
   }
   for (const auto& [k, v] : entity_.replay) {
-    out.add(k, v);
+    if (!iequals(k, "date")) {  // deliver() wrote it first
+      out.add(k, v);
+    }
   }
   std::int64_t age = std::max<std::int64_t>(0, svc_.clock() - entity_.stored_at);
   out.add("Age", std::to_string(age));
@@ -446,7 +483,13 @@ void Request::add_entity_headers(bool with_length_and_type) {
 // out its body as pieces; Transmit sends them.
 Request::Next Request::deliver() {
   ResponseHeaders& out = ex_->out();
-  out.add("Date", cached_http_date(svc_.clock()));
+  // A stored response keeps its origin's Date (RFC 9111 §4: Age says how old it is); one that
+  // came without a Date gets the time of this answer.
+  if (const std::string* date = find_field(entity_.replay, "date")) {
+    out.add("Date", *date);
+  } else {
+    out.add("Date", cached_http_date(svc_.clock()));
+  }
   out.add("X-Cache", outcome_name(outcome_));
 
   Validators v{entity_.etag, -1};

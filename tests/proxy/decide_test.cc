@@ -128,30 +128,100 @@ struct GraceCase {
   std::int64_t now;
   std::int64_t grace;
   bool want;
+  const char* cache_control = nullptr;  // the stored response's Cache-Control, if any
+  bool ttl_override = false;
 };
 
 void PrintTo(const GraceCase& c, std::ostream* os) { *os << c.name; }
+
+cache::Meta stored(const GraceCase& c) {
+  cache::Meta m = meta(c.expires_at);
+  if (c.cache_control != nullptr) {
+    m.headers = {{"Cache-Control", c.cache_control}};
+  }
+  return m;
+}
 
 class GraceTest : public testing::TestWithParam<GraceCase> {};
 
 TEST_P(GraceTest, Allows) {
   const GraceCase& c = GetParam();
-  EXPECT_EQ(grace_allows(meta(c.expires_at), c.now, std::chrono::seconds(c.grace)), c.want)
-      << c.name;
+  conf::Route route;
+  route.grace = std::chrono::seconds(c.grace);
+  route.ttl_override = c.ttl_override;
+  EXPECT_EQ(grace_allows(stored(c), c.now, route), c.want) << c.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Table, GraceTest,
-    testing::Values(GraceCase{"no grace, expired", kNow - 1, kNow, 0, false},
-                    GraceCase{"no grace, at expiry", kNow, kNow, 0, false},
-                    GraceCase{"no grace, not yet expired (no-cache)", kNow + 1, kNow, 0, true},
-                    GraceCase{"within grace", kNow - 10, kNow, 60, true},
-                    GraceCase{"last second of grace", kNow - 59, kNow, 60, true},
-                    GraceCase{"grace just over", kNow - 60, kNow, 60, false},
-                    GraceCase{"long past grace", kNow - 86400, kNow, 60, false},
-                    GraceCase{"huge grace does not wrap", kMax - 5, kNow, kMax, true},
-                    GraceCase{"huge expiry does not wrap", kMax, kMax - 1, 10, true},
-                    GraceCase{"very old expiry", kMin, kNow, 86400, false}));
+    testing::Values(
+        GraceCase{"no grace, expired", kNow - 1, kNow, 0, false},
+        GraceCase{"no grace, at expiry", kNow, kNow, 0, false},
+        GraceCase{"no grace, not yet expired", kNow + 1, kNow, 0, true},
+        GraceCase{"within grace", kNow - 10, kNow, 60, true},
+        GraceCase{"last second of grace", kNow - 59, kNow, 60, true},
+        GraceCase{"grace just over", kNow - 60, kNow, 60, false},
+        GraceCase{"long past grace", kNow - 86400, kNow, 60, false},
+        GraceCase{"huge grace does not wrap", kMax - 5, kNow, kMax, true},
+        GraceCase{"huge expiry does not wrap", kMax, kMax - 1, 10, true},
+        GraceCase{"very old expiry", kMin, kNow, 86400, false},
+        // RFC 9111 §4.2.4 / §5.2.2: these responses are never served stale, grace or not.
+        GraceCase{"must-revalidate forbids grace", kNow - 10, kNow, 60, false,
+                  "max-age=5, must-revalidate"},
+        GraceCase{"proxy-revalidate forbids grace", kNow - 10, kNow, 60, false,
+                  "proxy-revalidate"},
+        GraceCase{"no-cache forbids grace", kNow - 10, kNow, 60, false, "no-cache"},
+        GraceCase{"No-Cache in any case", kNow - 10, kNow, 60, false, "No-CaChE"},
+        GraceCase{"s-maxage forbids grace", kNow - 10, kNow, 60, false, "s-maxage=5"},
+        GraceCase{"qualified no-cache does not", kNow - 10, kNow, 60, true,
+                  "no-cache=\"set-cookie\""},
+        GraceCase{"public does not", kNow - 10, kNow, 60, true, "public, max-age=5"},
+        // RFC 5861 §4: stale-if-error extends the window on an upstream failure.
+        GraceCase{"stale-if-error beyond grace", kNow - 100, kNow, 60, true,
+                  "max-age=5, stale-if-error=300"},
+        GraceCase{"stale-if-error without grace", kNow - 100, kNow, 0, true,
+                  "stale-if-error=300"},
+        GraceCase{"stale-if-error over", kNow - 300, kNow, 0, false, "stale-if-error=300"},
+        GraceCase{"grace longer than stale-if-error", kNow - 100, kNow, 600, true,
+                  "stale-if-error=10"},
+        GraceCase{"stale-if-error with must-revalidate", kNow - 100, kNow, 0, false,
+                  "must-revalidate, stale-if-error=300"},
+        GraceCase{"ttl_override: the route's grace only", kNow - 100, kNow, 0, false,
+                  "stale-if-error=300", true},
+        GraceCase{"ttl_override ignores must-revalidate", kNow - 10, kNow, 60, true,
+                  "must-revalidate", true}));
+
+class WhileRevalidatingTest : public testing::TestWithParam<GraceCase> {};
+
+// GraceCase.grace is unused here: stale-while-revalidate is the response's alone.
+TEST_P(WhileRevalidatingTest, Serves) {
+  const GraceCase& c = GetParam();
+  conf::Route route;
+  route.grace = std::chrono::seconds(c.grace);
+  route.ttl_override = c.ttl_override;
+  EXPECT_EQ(serve_while_revalidating(stored(c), c.now, route), c.want) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, WhileRevalidatingTest,
+    testing::Values(
+        GraceCase{"no directive", kNow - 1, kNow, 600, false},
+        GraceCase{"within the window", kNow - 10, kNow, 0, true,
+                  "max-age=1, stale-while-revalidate=60"},
+        GraceCase{"last second", kNow - 59, kNow, 0, true, "stale-while-revalidate=60"},
+        GraceCase{"window over", kNow - 60, kNow, 0, false, "stale-while-revalidate=60"},
+        GraceCase{"zero window", kNow - 1, kNow, 0, false, "stale-while-revalidate=0"},
+        GraceCase{"malformed window", kNow - 1, kNow, 0, false, "stale-while-revalidate=1h"},
+        GraceCase{"must-revalidate forbids it", kNow - 10, kNow, 0, false,
+                  "must-revalidate, stale-while-revalidate=60"},
+        GraceCase{"s-maxage forbids it", kNow - 10, kNow, 0, false,
+                  "s-maxage=1, stale-while-revalidate=60"},
+        GraceCase{"no-cache forbids it", kNow - 10, kNow, 0, false,
+                  "no-cache, stale-while-revalidate=60"},
+        GraceCase{"ttl_override ignores it", kNow - 10, kNow, 0, false,
+                  "stale-while-revalidate=60", true},
+        GraceCase{"huge window does not wrap", kMax - 5, kNow, 0, true,
+                  "stale-while-revalidate=99999999999999999999"}));
 
 // ---------------------------------------------------------------- first_byte_of
 

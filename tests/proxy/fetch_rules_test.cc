@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <string>
 #include <vector>
 
@@ -166,21 +168,50 @@ TEST(FetchRules, BackoffDoublesToFiveSeconds) {
 }
 
 TEST(FetchRules, NotModifiedMergesEndToEndHeaders) {
-  const Headers stored = {{"Cache-Control", "max-age=60"}, {"x-amz-meta-a", "1"}};
+  const Headers stored = {{"Cache-Control", "max-age=60"},
+                          {"x-amz-meta-a", "1"},
+                          {"Test-Header", "A"},
+                          {"Test-Header", "A2"},
+                          {"Date", "Thu, 03 Dec 2026 09:00:00 GMT"}};
   const Headers answer = {{"Cache-Control", "max-age=600"},
                           {"Date", "Thu, 03 Dec 2026 10:00:00 GMT"},
                           {"Age", "5"},
                           {"x-amz-request-id", "R1"},
+                          {"Test-Header", "B"},
+                          {"Content-Length", "10"},
+                          {"Content-Encoding", "br"},
+                          {"Transfer-Encoding", "chunked"},
+                          {"Connection", "X-Hop"},
+                          {"X-Hop", "1"},
                           {"x-amz-meta-b", "2"}};
   Merged m = merge_not_modified(stored, answer);
   EXPECT_EQ(find_header(m.stored, "cache-control"), "max-age=600");  // replaced
   EXPECT_EQ(find_header(m.stored, "x-amz-meta-a"), "1");             // kept
   EXPECT_EQ(find_header(m.stored, "x-amz-meta-b"), "2");             // added
   EXPECT_EQ(find_header(m.stored, "x-amz-request-id"), "");          // per-response: not stored
-  EXPECT_EQ(find_header(m.stored, "date"), "");
+  // Every stored line of a name the 304 carries is replaced (304-etag-update-response-*).
+  EXPECT_EQ(std::count_if(m.stored.begin(), m.stored.end(),
+                          [](const auto& h) { return h.first == "Test-Header"; }),
+            1);
+  EXPECT_EQ(find_header(m.stored, "test-header"), "B");
+  // The framing is never taken from a 304 (304-etag-update-response-Content-Length), nor a
+  // hop-by-hop field or one Connection names.
+  for (const char* name : {"content-length", "content-encoding", "transfer-encoding", "x-hop",
+                           "connection", "age"}) {
+    EXPECT_EQ(find_header(m.stored, name), "") << name;
+  }
+  EXPECT_EQ(find_header(m.stored, "date"), "Thu, 03 Dec 2026 10:00:00 GMT");  // the newer Date
   EXPECT_EQ(find_header(m.decide_on, "date"), "Thu, 03 Dec 2026 10:00:00 GMT");
   EXPECT_EQ(find_header(m.decide_on, "age"), "5");
   EXPECT_EQ(find_header(m.decide_on, "cache-control"), "max-age=600");
+}
+
+TEST(FetchRules, NotModifiedWithoutDateDoesNotAgeTheEntry) {
+  const Headers stored = {{"Cache-Control", "max-age=60"},
+                          {"Date", "Thu, 03 Dec 2026 09:00:00 GMT"}};
+  Merged m = merge_not_modified(stored, {{"ETag", "\"e\""}});
+  EXPECT_EQ(find_header(m.stored, "date"), "Thu, 03 Dec 2026 09:00:00 GMT");  // kept, replayed
+  EXPECT_EQ(find_header(m.decide_on, "date"), "");  // but freshness counts from this 304
 }
 
 }  // namespace

@@ -1,0 +1,322 @@
+"""HTTP caching as RFC 9111 says, end to end: tuskd in front of a scripted origin
+(tests/integration/origin.py) that sends the headers S3 cannot. One test per rule; the names in
+parentheses are the ids of the matching cases of the public cache-tests.fyi suite. The pure
+decisions have their table tests in tests/proxy/freshness_test.cc and decide_test.cc."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+import requests
+
+from origin import Origin
+
+KEY = "obj"
+UP = "/b/" + KEY  # the upstream path of /o/obj (signature none: path-style /bucket/key)
+
+
+def http_date(offset: float = 0) -> str:
+    return email.utils.formatdate(time.time() + offset, usegmt=True)
+
+
+@pytest.fixture
+def origin():
+    o = Origin().start()
+    yield o
+    o.stop()
+
+
+@pytest.fixture
+def edge(make_tuskd, origin):
+    """Factory: edge(**route_options) -> a tuskd whose route /o/ maps to the origin's bucket b."""
+
+    def make(**route):
+        r = {"prefix": "/o/", "upstream": "rgw", "bucket": "b", "ttl": "1h", "prefetch": "whole"}
+        r.update(route)
+        return make_tuskd(endpoint=origin.url, user=None, routes=[r])
+
+    return make
+
+
+def get(t, headers=None, path="/o/" + KEY):
+    return requests.get(t.url + path, headers=headers or {}, timeout=10)
+
+
+# ---------------------------------------------------------------- freshness and age
+
+
+def test_max_age_is_fresh_then_stale_and_age_counts_against_it(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=3"), ("Age", "1"), ("ETag", '"v1"')],
+               body=b"one", not_modified=[("ETag", '"v1"')])
+    t = edge()
+    r = get(t)
+    assert (r.status_code, r.content, r.headers["X-Cache"]) == (200, b"one", "MISS")
+    assert int(r.headers["Age"]) >= 1  # the origin's Age, relayed (freshness-max-age-age)
+    r = get(t)
+    assert r.headers["X-Cache"] == "HIT" and int(r.headers["Age"]) >= 1
+    assert origin.count(UP) == 1
+    time.sleep(2.2)  # 1 s of Age + 2.2 s resident > max-age=3
+    r = get(t)
+    assert r.headers["X-Cache"] == "REVALIDATED" and r.content == b"one"
+    assert origin.seen(UP)[-1].header("If-None-Match") == '"v1"'
+
+
+@pytest.mark.parametrize("age", ["7200", "2147483648", "7200, 0"])
+def test_an_age_beyond_max_age_is_never_fresh(edge, origin, age):
+    # freshness-max-age-age, age-parse-large, age-parse-suffix
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("Age", age)], body=b"x")
+    t = edge()
+    get(t)
+    assert get(t).headers["X-Cache"] != "HIT"
+    assert origin.count(UP) == 2
+
+
+@pytest.mark.parametrize("age", ["abc", "-7200", "7200.0", "0, 7200"])
+def test_a_malformed_age_is_ignored(edge, origin, age):
+    # age-parse-nonnumeric, -negative, -float, -prefix
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("Age", age)], body=b"x")
+    t = edge()
+    get(t)
+    assert get(t).headers["X-Cache"] == "HIT"
+    assert origin.count(UP) == 1
+
+
+@pytest.mark.parametrize("headers", [
+    [("Cache-Control", "max-age=0")],                                       # freshness-max-age-0
+    [("Cache-Control", "max-age=-3600")],                             # freshness-max-age-negative
+    [("Cache-Control", "max-age='3600'")],                       # freshness-max-age-single-quoted
+    [("Cache-Control", 'extension="max-age=3600", max-age=0')],  # freshness-max-age-ignore-quoted
+    [("Cache-Control", "max-age=0"), ("Expires", http_date(3600))],  # max-age-0-expires
+    [("Expires", "0")],                                                  # freshness-expires-invalid
+    [("Date", http_date()), ("Expires", http_date(3600).replace("GMT", "UTC"))],  # -invalid-utc
+    [("Expires", http_date(-60))],                                          # freshness-expires-past
+    [("Cache-Control", "max-age=3600, s-maxage=0")],        # s-maxage beats max-age (shared cache)
+    [("Cache-Control", "max-age=3600"), ("Cache-Control", "s-maxage=0")],  # …-multiple
+])
+def test_a_response_that_is_not_fresh_is_not_reused(edge, origin, headers):
+    origin.set(UP, headers=headers, body=b"x")
+    t = edge()
+    get(t)
+    assert get(t).headers["X-Cache"] != "HIT"
+    assert origin.count(UP) == 2
+
+
+@pytest.mark.parametrize("headers", [
+    [("Cache-Control", "max-age=003600")],               # freshness-max-age-leading-zero
+    [("Cache-Control", 'MAX-AGE="3600"')],
+    [("Cache-Control", "s-maxage=3600")],                # freshness-s-maxage-shared
+    [("Cache-Control", "max-age=0, s-maxage=3600")],
+    [("Date", http_date()), ("Expires", http_date(3600))],
+    [],                                                  # no freshness: the route's ttl (heuristic)
+])
+def test_a_fresh_response_is_reused(edge, origin, headers):
+    origin.set(UP, headers=headers, body=b"x")
+    t = edge()
+    get(t)
+    assert get(t).headers["X-Cache"] == "HIT"
+    assert origin.count(UP) == 1
+
+
+# ---------------------------------------------------------------- storing
+
+@pytest.mark.parametrize("cc", ["no-store", "No-StOrE", "private, max-age=3600",
+                                "max-age=3600, no-store"])
+def test_no_store_and_private_are_never_stored(edge, origin, cc):
+    origin.set(UP, headers=[("Cache-Control", cc), ("ETag", '"e"')], body=b"secret")
+    t = edge()
+    for _ in range(2):
+        r = get(t)
+        assert r.content == b"secret" and r.headers["X-Cache"] == "PASS"
+    assert origin.count(UP) == 2
+    assert all(s.header("If-None-Match") is None for s in origin.seen(UP))
+
+
+def test_no_cache_is_stored_and_validated_before_every_use(edge, origin):
+    # cc-resp-no-cache, cc-resp-no-cache-revalidate
+    origin.set(UP, headers=[("Cache-Control", "max-age=10000, No-CaChE"), ("ETag", '"n"')],
+               body=b"body", not_modified=[("ETag", '"n"')])
+    t = edge()
+    assert get(t).headers["X-Cache"] == "MISS"
+    for _ in range(2):
+        r = get(t)
+        assert r.headers["X-Cache"] == "REVALIDATED" and r.content == b"body"
+    assert origin.count(UP) == 3
+    assert [s.header("If-None-Match") for s in origin.seen(UP)] == [None, '"n"', '"n"']
+
+
+def test_without_validators_none_is_invented_and_no_conditional_is_sent(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=0")], body=b"plain")
+    t = edge()
+    for _ in range(2):
+        r = get(t)
+        assert r.content == b"plain"
+        assert "ETag" not in r.headers and "Last-Modified" not in r.headers
+    for s in origin.seen(UP):
+        assert s.header("If-None-Match") is None and s.header("If-Modified-Since") is None
+
+
+def test_end_to_end_headers_are_stored_and_hop_by_hop_ones_are_not(edge, origin):
+    # headers-store-*, headers-omit-headers-listed-in-Connection
+    date = http_date(-5)
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("Date", date),
+                            ("Connection", "keep-alive, X-Hop, X-Other"), ("X-Hop", "1"),
+                            ("X-Other", "2"), ("Keep-Alive", "timeout=30"), ("X-E2E", "3"),
+                            ("Set-Cookie", "a=c"), ("Test-Header", "one"), ("Test-Header", "two"),
+                            ("Content-Location", "/bar"), ("X-Frame-Options", "deny"),
+                            ("Content-Type", "text/plain;charset=utf-8")],
+               body=b"hello")
+    t = edge()
+    for expect in ["MISS", "HIT"]:
+        r = get(t)
+        assert r.headers["X-Cache"] == expect
+        assert "X-Hop" not in r.headers and "X-Other" not in r.headers
+        assert "Keep-Alive" not in r.headers
+        assert r.headers["X-E2E"] == "3" and r.headers["Set-Cookie"] == "a=c"
+        assert r.headers["Test-Header"] == "one, two"  # both lines, in order
+        assert r.headers["Content-Location"] == "/bar"
+        assert r.headers["X-Frame-Options"] == "deny"
+        assert r.headers["Content-Type"] == "text/plain;charset=utf-8"
+        assert r.headers["Date"] == date  # the origin's Date is kept; Age says how old
+        assert int(r.headers["Age"]) >= 5
+
+
+def test_a_range_of_a_stored_response_carries_its_stored_headers(edge, origin):
+    # partial-use-stored-headers
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("A", "1")], body=b"01234567890")
+    t = edge()
+    get(t)
+    r = get(t, {"Range": "bytes=0-1"})
+    assert (r.status_code, r.content, r.headers["X-Cache"]) == (206, b"01", "HIT")
+    assert r.headers["A"] == "1" and r.headers["Content-Range"] == "bytes 0-1/11"
+
+
+# ---------------------------------------------------------------- conditionals and 304s
+
+def test_a_304_updates_the_stored_headers_but_not_the_framing(edge, origin):
+    # 304-etag-update-response-Test-Header, -Cache-Control, -Content-Length
+    origin.set(UP, headers=[("Cache-Control", "max-age=1"), ("ETag", '"u"'),
+                            ("Test-Header", "A"), ("X-Kept", "k")], body=b"0123456789abcdef",
+               not_modified=[("ETag", '"u"'), ("Test-Header", "B"),
+                             ("Cache-Control", "max-age=3600"), ("Content-Length", "10")])
+    t = edge()
+    assert get(t).headers["Test-Header"] == "A"
+    time.sleep(1.2)
+    r = get(t)
+    assert r.headers["X-Cache"] == "REVALIDATED"
+    assert r.headers["Test-Header"] == "B" and r.headers["X-Kept"] == "k"
+    assert r.headers["Content-Length"] == "16" and r.content == b"0123456789abcdef"
+    r = get(t)  # fresh by the Cache-Control the 304 brought
+    assert r.headers["X-Cache"] == "HIT" and r.headers["Test-Header"] == "B"
+    assert r.headers["Cache-Control"] == "max-age=3600"
+    assert origin.count(UP) == 2
+
+
+def test_if_none_match_takes_precedence_over_if_modified_since(edge, origin):
+    # conditional-etag-precedence, conditional-304-etag
+    lm = http_date(-5000)
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("ETag", '"abcdef"'),
+                            ("Last-Modified", lm)], body=b"x")
+    t = edge()
+    get(t)
+    r = get(t, {"If-None-Match": '"abcdef"', "If-Modified-Since": http_date(-6000)})
+    assert r.status_code == 304 and r.headers["ETag"] == '"abcdef"'
+    r = get(t, {"If-None-Match": '"other"', "If-Modified-Since": http_date(-1)})
+    assert r.status_code == 200  # the ETag does not match: If-Modified-Since is not looked at
+
+
+def test_revalidation_prefers_the_etag_over_the_date(edge, origin):
+    lm = http_date(-5000)
+    origin.set(UP, headers=[("Cache-Control", "max-age=0"), ("ETag", '"e1"'),
+                            ("Last-Modified", lm)], body=b"x", not_modified=[("ETag", '"e1"')])
+    t = edge()
+    get(t)
+    assert get(t).headers["X-Cache"] == "REVALIDATED"
+    s = origin.seen(UP)[-1]
+    assert s.header("If-None-Match") == '"e1"' and s.header("If-Modified-Since") is None
+
+
+def test_a_last_modified_alone_is_revalidated_with_if_modified_since(edge, origin):
+    lm = http_date(-5000)
+    origin.set(UP, headers=[("Cache-Control", "max-age=0"), ("Last-Modified", lm)], body=b"x",
+               not_modified=[("Last-Modified", lm)])
+    t = edge()
+    get(t)
+    assert get(t).headers["X-Cache"] == "REVALIDATED"
+    assert origin.seen(UP)[-1].header("If-Modified-Since") == lm
+
+
+# ---------------------------------------------------------------- stale
+
+def stale_setup(edge, origin, cc, grace="0s"):
+    origin.set(UP, headers=[("Cache-Control", cc), ("ETag", '"s"')], body=b"stale body",
+               not_modified=[("ETag", '"s"')])
+    t = edge(grace=grace)
+    assert get(t).headers["X-Cache"] == "MISS"
+    time.sleep(1.2)
+    origin.set(UP, fail="close")
+    return t
+
+
+def test_grace_serves_stale_when_the_upstream_fails(edge, origin):
+    t = stale_setup(edge, origin, "max-age=1", grace="60s")
+    r = get(t)
+    assert (r.status_code, r.content, r.headers["X-Cache"]) == (200, b"stale body", "STALE")
+
+
+@pytest.mark.parametrize("cc", ["max-age=1, must-revalidate", "max-age=1, proxy-revalidate",
+                                "s-maxage=1", "max-age=1, no-cache",
+                                "max-age=1, must-revalidate, stale-if-error=60"])
+def test_these_responses_are_never_served_stale(edge, origin, cc):
+    # stale-close-must-revalidate, -proxy-revalidate, -s-maxage, -no-cache
+    t = stale_setup(edge, origin, cc, grace="60s")
+    r = get(t)
+    assert r.status_code >= 500 and r.content != b"stale body"
+
+
+def test_stale_if_error_serves_stale_on_failure_without_route_grace(edge, origin):
+    t = stale_setup(edge, origin, "max-age=1, stale-if-error=60")
+    r = get(t)
+    assert (r.status_code, r.content, r.headers["X-Cache"]) == (200, b"stale body", "STALE")
+    origin.set(UP, fail=503)
+    r = get(t)
+    assert (r.status_code, r.content, r.headers["X-Cache"]) == (200, b"stale body", "STALE")
+
+
+def test_stale_if_error_ends(edge, origin):
+    t = stale_setup(edge, origin, "max-age=1, stale-if-error=1")
+    time.sleep(1.0)  # 2.2 s past the response: beyond max-age + stale-if-error
+    assert get(t).status_code >= 500
+
+
+def test_stale_while_revalidate_serves_at_once_and_revalidates_once_behind(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=1, stale-while-revalidate=60"),
+                            ("ETag", '"v1"')], body=b"version 1")
+    t = edge()
+    assert get(t).content == b"version 1"
+    time.sleep(1.2)
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("ETag", '"v2"')],
+               body=b"version 2")
+    r = get(t)
+    assert (r.content, r.headers["X-Cache"]) == (b"version 1", "STALE")
+    # The background revalidation (a conditional GET with the stored ETag) replaces the entry.
+    deadline = time.monotonic() + 10
+    while get(t).content != b"version 2":
+        assert time.monotonic() < deadline, "the background revalidation never landed"
+        time.sleep(0.1)
+    assert origin.seen(UP)[1].header("If-None-Match") == '"v1"'
+    assert get(t).headers["X-Cache"] == "HIT"
+    assert origin.count(UP) == 2  # one revalidation, however many clients asked meanwhile
+
+
+def test_past_stale_while_revalidate_the_client_waits_for_the_origin(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=1, stale-while-revalidate=1"),
+                            ("ETag", '"v1"')], body=b"version 1")
+    t = edge()
+    get(t)
+    time.sleep(2.2)
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("ETag", '"v2"')],
+               body=b"version 2")
+    r = get(t)
+    assert (r.content, r.headers["X-Cache"]) == (b"version 2", "MISS")
