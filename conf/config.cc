@@ -394,6 +394,82 @@ Done set_listen_list(const Value& v, std::vector<std::string>& out) {
   return {};
 }
 
+// One of a fixed set of words: "expected a, b or c, got 'x'" otherwise.
+template <typename E>
+Done set_choice(const Value& v, std::initializer_list<std::pair<std::string_view, E>> choices,
+                E& out) {
+  auto s = read_string(v);
+  if (!s) {
+    return unexpected(s.error());
+  }
+  std::string names;
+  std::size_t i = 0;
+  for (const auto& [name, value] : choices) {
+    if (*s == name) {
+      out = value;
+      return {};
+    }
+    names += i == 0 ? "" : (i + 1 == choices.size() ? " or " : ", ");
+    names += name;
+    ++i;
+  }
+  return unexpected(v.fail("expected " + names + ", got " + in_quotes(*s)));
+}
+
+// upstreams.<name>.forward_headers: a list of header names, lower-cased. Refused: what would
+// leak a client's credentials upstream (Authorization, Cookie, Proxy-Authorization), hop-by-hop
+// fields, Host, and the fields tusk writes itself (a forwarded one would override or duplicate
+// them): Range, If-*, Content-Length, Expect, x-amz-*, X-Tusk-Peer.
+Done set_forward_headers(const Value& v, std::vector<std::string>& out) {
+  static constexpr std::string_view kRefused[] = {
+      "authorization", "cookie",         "proxy-authorization", "host",
+      "connection",    "keep-alive",     "proxy-connection",    "te",
+      "trailer",       "transfer-encoding", "upgrade",          "proxy-authenticate",
+      "range",         "if-match",       "if-none-match",       "if-modified-since",
+      "if-unmodified-since", "if-range", "content-length",      "expect",
+      "x-tusk-peer",   "date",
+  };
+  if (!v.node.IsSequence()) {
+    return unexpected(v.fail("expected a list of header names, got " + describe(v.node)));
+  }
+  if (v.node.size() > Upstream::kMaxForwardHeaders) {
+    return unexpected(v.fail("at most " + std::to_string(Upstream::kMaxForwardHeaders) +
+                             " header names"));
+  }
+  std::vector<std::string> list;
+  for (std::size_t i = 0; i < v.node.size(); ++i) {
+    const Value item{v.node[i], v.node[i].Mark(), v.path + "[" + std::to_string(i) + "]"};
+    auto s = read_string(item);
+    if (!s) {
+      return unexpected(s.error());
+    }
+    std::string name = *s;
+    const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+    if (!token) {
+      return unexpected(item.fail("not a header name: " + in_quotes(name)));
+    }
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const bool refused =
+        name.starts_with("x-amz-") || name.starts_with("proxy-") ||
+        std::find(std::begin(kRefused), std::end(kRefused), name) != std::end(kRefused);
+    if (refused) {
+      return unexpected(item.fail(in_quotes(*s) +
+                                  " is never forwarded (credentials, hop-by-hop, or written by "
+                                  "tusk itself)"));
+    }
+    if (std::find(list.begin(), list.end(), name) != list.end()) {
+      return unexpected(item.fail("duplicate header name " + in_quotes(*s)));
+    }
+    list.push_back(std::move(name));
+  }
+  out = std::move(list);
+  return {};
+}
+
 Done read_server(const Value& v, Server& out) {
   return read_section(
       v, {
@@ -679,21 +755,12 @@ Check<Upstream> read_upstream(const std::string& name, const Value& v, const Con
                 return {};
               }},
              {"signature",
-              [&](const Value& f) -> Done {
-                auto s = read_string(f);
-                if (!s) {
-                  return unexpected(s.error());
-                }
-                if (*s == "v2") {
-                  up.signature = Signature::kV2;
-                } else if (*s == "v4") {
-                  up.signature = Signature::kV4;
-                } else if (*s == "none") {
-                  up.signature = Signature::kNone;
-                } else {
-                  return unexpected(f.fail("expected v2, v4 or none, got " + in_quotes(*s)));
-                }
-                return {};
+              [&](const Value& f) {
+                return set_choice(f,
+                                  {{"v2", Signature::kV2},
+                                   {"v4", Signature::kV4},
+                                   {"none", Signature::kNone}},
+                                  up.signature);
               }},
              {"region", [&](const Value& f) { return set_nonempty_string(f, up.region); }},
              {"access_key_file",
@@ -710,6 +777,8 @@ Check<Upstream> read_upstream(const std::string& name, const Value& v, const Con
               [&](const Value& f) { return set_millis(f, Zero::kRejected, up.stall_timeout); }},
              {"retries", [&](const Value& f) { return set_int(f, 0, 20, up.retries); }},
              {"tls_verify", [&](const Value& f) { return set_bool(f, up.tls_verify); }},
+             {"forward_headers",
+              [&](const Value& f) { return set_forward_headers(f, up.forward_headers); }},
              {"ca_file",
               [&](const Value& f) -> Done {
                 if (auto r = set_string(f, up.ca_file); !r) {
@@ -888,20 +957,15 @@ Check<Route> read_route(const Value& v, const std::map<std::string, Upstream>& u
              {"ttl", [&](const Value& f) { return set_seconds(f, Zero::kAllowed, route.ttl); }},
              {"ttl_override", [&](const Value& f) { return set_bool(f, route.ttl_override); }},
              {"grace", [&](const Value& f) { return set_seconds(f, Zero::kAllowed, route.grace); }},
+             {"query",
+              [&](const Value& f) {
+                return set_choice(f, {{"ignore", Query::kIgnore}, {"key", Query::kKey}},
+                                  route.query);
+              }},
              {"prefetch",
-              [&](const Value& f) -> Done {
-                auto s = read_string(f);
-                if (!s) {
-                  return unexpected(s.error());
-                }
-                if (*s == "whole") {
-                  route.prefetch = Prefetch::kWhole;
-                } else if (*s == "none") {
-                  route.prefetch = Prefetch::kNone;
-                } else {
-                  return unexpected(f.fail("expected whole or none, got " + in_quotes(*s)));
-                }
-                return {};
+              [&](const Value& f) {
+                return set_choice(f, {{"whole", Prefetch::kWhole}, {"none", Prefetch::kNone}},
+                                  route.prefetch);
               }},
          });
   if (!seen) {

@@ -22,6 +22,9 @@ using Millis = std::chrono::milliseconds;
 
 enum class Signature { kNone, kV2, kV4 };
 enum class Prefetch { kNone, kWhole };
+// A route's query string: ignored (not in the cache key, not forwarded), or part of the object's
+// identity (in the cache key, forwarded and signed upstream).
+enum class Query { kIgnore, kKey };
 
 struct Upstream {
   std::string name;      // the key under `upstreams:`
@@ -35,6 +38,11 @@ struct Upstream {
   int retries = 3;
   bool tls_verify = true;  // `tls_verify: false` only for tests; logged loudly
   std::string ca_file;     // optional CA bundle for private PKIs
+  // Client request headers passed on to this upstream unchanged (never signed): tracing ids and
+  // the like. Lower case. Validation refuses credentials, hop-by-hop fields, Host, the fields
+  // tusk writes itself (Range, If-*, x-amz-*, ...) and more than kMaxForwardHeaders names.
+  std::vector<std::string> forward_headers;
+  static constexpr std::size_t kMaxForwardHeaders = 32;
 
   bool operator==(const Upstream&) const = default;
 };
@@ -53,6 +61,7 @@ struct Route {
   bool ttl_override = false;  // true: ignore the origin's freshness headers, always use ttl
   Seconds grace{0};           // serve stale this long when the upstream fails
   Prefetch prefetch = Prefetch::kWhole;
+  Query query = Query::kIgnore;
   int line = 0;  // where it was declared, for messages
 };
 

@@ -85,7 +85,40 @@ Outcome outcome_of_fill(bool stored, bool joined, bool joined_done) {
   return joined_done ? Outcome::kHit : Outcome::kCoalesced;
 }
 
+namespace {
+
+// An upstream's reason phrase, if it can be sent on: printable ASCII, at most 64 bytes.
+std::string safe_reason(const std::string& r) {
+  const bool ok = r.size() <= 64 && std::all_of(r.begin(), r.end(), [](char c) {
+                    return c == ' ' || c == '\t' || (c > 0x20 && c < 0x7f);
+                  });
+  return ok ? r : std::string();
+}
+
+}  // namespace
+
 ErrorReply error_reply(const s3::Error& e, const std::string& bucket, conf::Signature sig) {
+  const bool http_answer = e.code == s3::Errc::kNotFound || e.code == s3::Errc::kForbidden ||
+                           e.code == s3::Errc::kAuth || e.code == s3::Errc::kServer ||
+                           e.code == s3::Errc::kHttp;
+  if (sig == conf::Signature::kNone && e.http_status != 0 && http_answer) {
+    if (!e.answer) {
+      return {502, "Bad Gateway",
+              "upstream answered " + std::to_string(e.http_status) +
+                  " with a body over 64 KiB or cut short; not passed on\n"};
+    }
+    ErrorReply r;
+    r.status = e.http_status;
+    r.reason = safe_reason(e.answer->reason);
+    r.body = e.answer->body;
+    r.passed = true;
+    r.note = e.http_status == 403 ? ErrorNote::kAnonymousDenied : ErrorNote::kNone;
+    r.headers = replayable_headers(e.answer->head.headers);
+    if (std::string ct = e.answer->head.header("content-type"); !ct.empty()) {
+      r.headers.emplace_back("Content-Type", std::move(ct));
+    }
+    return r;
+  }
   switch (e.code) {
     case s3::Errc::kNotFound:
       return {404, "Not Found", "not found in bucket " + bucket + "\n"};

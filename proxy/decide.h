@@ -87,14 +87,22 @@ enum class ErrorNote {
 
 struct ErrorReply {
   int status = 502;
-  const char* reason = "Bad Gateway";  // a string literal: lives forever
-  std::string body;                    // text/plain, newline-terminated
+  std::string reason = "Bad Gateway";
+  std::string body;  // tusk's own: text/plain, newline-terminated; passed: the upstream's
   ErrorNote note = ErrorNote::kNone;
+  // The upstream's own answer, passed on as it is: its body and end-to-end headers (with its
+  // Content-Type), not tusk's text/plain and no-store.
+  bool passed = false;
+  Headers headers = {};
 };
 
 // The reply to a fill that failed with `e`, for an object of `bucket` behind an upstream that
-// signs with `sig`. 404 for a missing key (and for a 403 to an anonymous request: a private
-// bucket answers 403 for missing keys too), 504 for a timeout, 502 for everything else.
+// signs with `sig`.
+// - `signature: none` (any HTTP origin): an answer of the upstream's own (any status but 200,
+//   206, 304, whose whole answer arrived: s3::Error::answer) is passed through as it is; not the
+//   answers to what tusk itself asked (412 to its If-Match, 416 to its probe range) nor an
+//   answer whose body was over 64 KiB (502). A 403 is logged (kAnonymousDenied).
+// - Signed (S3's XML errors): 404 for a missing key, 504 for a timeout, 502 for everything else.
 // The body may quote e.message or e.s3_code (already escaped by s3::Client) and `bucket`.
 ErrorReply error_reply(const s3::Error& e, const std::string& bucket, conf::Signature sig);
 

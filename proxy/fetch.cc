@@ -138,6 +138,7 @@ Fetch::Fetch(FillTable& table, FillPtr fill, const Target& target, FillSeed seed
       upstream_(target.upstream),
       bucket_(target.bucket),
       key_(target.key),
+      query_(target.query),
       object_(s3::printable(target.bucket + "/" + target.key)),
       seed_(std::move(seed)),
       first_byte_(first_byte),
@@ -391,6 +392,8 @@ void Fetch::send(Segment* seg) {
   req.method = seg->ask == Ask::kProbeHead ? s3::Method::kHead : s3::Method::kGet;
   req.bucket = bucket_;
   req.key = key_;
+  req.query = query_;
+  req.forward_headers = seed_.forward;
   switch (seg->ask) {
     case Ask::kProbeRange:
     case Ask::kRange:

@@ -143,6 +143,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   std::string upstream_;
   std::string bucket_;
   std::string key_;
+  std::vector<std::pair<std::string, std::string>> query_;  // `query: key` routes
   std::string object_;  // "bucket/key" for log lines: the key is the client's, so escaped
   std::shared_ptr<Origin> origin_;
   FillSeed seed_;

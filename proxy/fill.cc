@@ -580,7 +580,8 @@ void FillTable::set_range_mode(const std::string& upstream, RangeMode mode) {
 }
 
 std::string make_cache_key(const conf::Upstream& upstream, const std::string& bucket,
-                           const std::string& key) {
+                           const std::string& key,
+                           const std::vector<std::pair<std::string, std::string>>& query) {
   std::string k;
   k.reserve(upstream.endpoint.size() + bucket.size() + key.size() + 2);
   k += upstream.endpoint;
@@ -588,6 +589,13 @@ std::string make_cache_key(const conf::Upstream& upstream, const std::string& bu
   k += bucket;
   k += '\n';
   k += key;
+  // A query (routes with `query: key`) after a separator no key can hold: a newline.
+  for (std::size_t i = 0; i < query.size(); ++i) {
+    k += i == 0 ? "\n?" : "&";
+    k += s3::uri_encode(query[i].first, false);
+    k += '=';
+    k += s3::uri_encode(query[i].second, false);
+  }
   return k;
 }
 

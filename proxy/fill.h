@@ -205,6 +205,9 @@ struct FillSeed {
   // Fill from the upstream even when a peer owns the object: the request came from a peer
   // (kPeerHeader), so going to a peer again could loop.
   bool direct = false;
+  // The asking client's headers of the upstream's forward_headers, sent with every request of
+  // the fill (a coalesced fill carries its first client's).
+  Headers forward;
 };
 
 class Peers;
@@ -288,6 +291,7 @@ class FillTable {
 
 // The cache key of an object: which upstream endpoint, bucket and key it comes from.
 std::string make_cache_key(const conf::Upstream& upstream, const std::string& bucket,
-                           const std::string& key);
+                           const std::string& key,
+                           const std::vector<std::pair<std::string, std::string>>& query = {});
 
 }  // namespace proxy

@@ -108,6 +108,7 @@ class Request : public std::enable_shared_from_this<Request> {
   std::shared_ptr<Request> self_;  // alive until the reply ended or the client went away
   Step step_ = Step::kRecv;
   bool head_only_ = false;
+  Headers forward_;  // the client headers the upstream forwards (forward_headers)
   bool from_peer_ = false;  // asked by another edge (kPeerHeader): fill from the upstream
   bool closed_ = false;     // the client connection is gone
   bool started_ = false;    // a reply has been started (status line sent)
@@ -154,10 +155,15 @@ class Request : public std::enable_shared_from_this<Request> {
   std::uint64_t body_length_ = 0;
   struct Synth {
     int status = 500;
-    const char* reason = "";
+    std::string reason;
     std::string body;
     Headers headers;
+    bool passed = false;  // the upstream's own answer (error_reply): its headers, not ours
   } synth_;
 };
+
+// The Date header value for `now`, formatted once per second per thread (as nginx does); valid
+// until the thread's next call.
+const char* cached_http_date(std::int64_t now);
 
 }  // namespace proxy

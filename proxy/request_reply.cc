@@ -14,22 +14,27 @@ namespace proxy {
 
 // An error answer of tusk's own: recorded here, sent by the Synth step.
 Request::Next Request::synth(int status, const char* reason, std::string body, Headers extra) {
-  synth_ = Synth{status, reason, std::move(body), std::move(extra)};
+  synth_ = Synth{status, reason, std::move(body), std::move(extra), false};
   step_ = Step::kSynth;
   return Next::kContinue;
 }
 
 Request::Next Request::send_synth() {
-  outcome_ = Outcome::kError;
+  outcome_ = synth_.passed ? Outcome::kPass : Outcome::kError;
   status_ = synth_.status;
   ResponseHeaders& out = ex_->out();
   // Deliver may have begun the headers before deciding on an error (412, 416).
-  for (const char* name : {"X-Cache", "Content-Type", "Cache-Control", "Content-Length"}) {
+  for (const char* name : {"X-Cache", "Content-Type", "Cache-Control", "Content-Length", "Date"}) {
     out.remove(name);
   }
-  out.add("Content-Type", "text/plain; charset=utf-8");
+  if (!synth_.passed) {
+    out.add("Content-Type", "text/plain; charset=utf-8");
+    out.add("Cache-Control", "no-store");
+  }
+  if (find_field(synth_.headers, "date") == nullptr) {
+    out.add("Date", cached_http_date(svc_.clock()));
+  }
   out.add("X-Cache", outcome_name(outcome_));
-  out.add("Cache-Control", "no-store");
   for (const auto& [k, v] : synth_.headers) {
     out.add(k, v);
   }
@@ -39,7 +44,7 @@ Request::Next Request::send_synth() {
   } else {
     out.add("Content-Length", std::to_string(synth_.body.size()));
   }
-  reply(synth_.status, synth_.reason, buf);
+  reply(synth_.status, synth_.reason.c_str(), buf);
   evbuffer_free(buf);
   return Next::kDone;
 }
@@ -61,7 +66,12 @@ Request::Next Request::synth_upstream_error(const s3::Error& e) {
       spdlog::error("upstream '{}': {}", target_.upstream, e.message);
       break;
   }
-  return synth(r.status, r.reason, std::move(r.body));
+  if (r.passed) {
+    synth_ = Synth{r.status, std::move(r.reason), std::move(r.body), std::move(r.headers), true};
+    step_ = Step::kSynth;
+    return Next::kContinue;
+  }
+  return synth(r.status, r.reason.c_str(), std::move(r.body));
 }
 
 void Request::finish(int status) {

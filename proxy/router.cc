@@ -86,6 +86,49 @@ std::optional<std::string> path_for(const conf::Route& route, std::string_view k
   return route.prefix + s3::uri_encode(key.substr(route.key_prefix.size()), /*keep_slash=*/true);
 }
 
+namespace {
+
+// A route with `query: key` takes the request's query parameters (decoded, in order, empty ones
+// dropped) into its target; other routes ignore the query.
+conf::Result<Target, RouteError> with_query(Target t, std::string_view request_target) {
+  if (t.route->query != conf::Query::kKey) {
+    return t;
+  }
+  std::size_t q = request_target.find('?');
+  if (q == std::string_view::npos) {
+    return t;
+  }
+  std::string_view query = request_target.substr(q + 1);
+  query = query.substr(0, query.find('#'));
+  std::size_t i = 0;
+  while (i <= query.size()) {
+    std::size_t j = query.find('&', i);
+    if (j == std::string_view::npos) {
+      j = query.size();
+    }
+    std::string_view item = query.substr(i, j - i);
+    i = j + 1;
+    if (item.empty()) {
+      continue;
+    }
+    if (t.query.size() == kMaxQueryParams) {
+      return conf::unexpected(RouteError{
+          RouteErrc::kBadPath, "more than " + std::to_string(kMaxQueryParams) + " query parameters"});
+    }
+    const std::size_t eq = item.find('=');
+    auto name = percent_decode(item.substr(0, eq));
+    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{}
+                                                             : item.substr(eq + 1));
+    if (!name || !value) {
+      return conf::unexpected(RouteError{RouteErrc::kBadPath, "bad query string"});
+    }
+    t.query.emplace_back(std::move(*name), std::move(*value));
+  }
+  return t;
+}
+
+}  // namespace
+
 Router::Router(const std::vector<conf::Route>& routes) : routes_(routes) {}
 
 conf::Result<Target, RouteError> Router::route(std::string_view host,
@@ -104,7 +147,7 @@ conf::Result<Target, RouteError> Router::route(std::string_view host,
 
   for (const conf::Route& r : routes_) {
     if (!r.path.empty() && r.path == path && host_ok(r)) {
-      return Target{&r, r.upstream, r.bucket, r.key};
+      return with_query(Target{&r, r.upstream, r.bucket, r.key, {}}, target);
     }
   }
   const conf::Route* best = nullptr;
@@ -117,8 +160,9 @@ conf::Result<Target, RouteError> Router::route(std::string_view host,
   if (best == nullptr) {
     return conf::unexpected(RouteError{RouteErrc::kNotFound, "no route for this path"});
   }
-  return Target{best, best->upstream, best->bucket,
-                best->key_prefix + path.substr(best->prefix.size())};
+  return with_query(Target{best, best->upstream, best->bucket,
+                           best->key_prefix + path.substr(best->prefix.size()), {}},
+                    target);
 }
 
 }  // namespace proxy

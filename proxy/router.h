@@ -19,7 +19,13 @@ struct Target {
   std::string upstream;
   std::string bucket;
   std::string key;  // decoded object key
+  // The decoded query parameters, in order, when the route has `query: key` (else empty): part
+  // of the cache key, forwarded and signed upstream.
+  std::vector<std::pair<std::string, std::string>> query;
 };
+
+// A route with `query: key` accepts at most this many query parameters (more: 400).
+inline constexpr std::size_t kMaxQueryParams = 64;
 
 enum class RouteErrc { kBadPath, kNotFound };
 struct RouteError {
@@ -45,7 +51,7 @@ class Router {
   explicit Router(const std::vector<conf::Route>& routes);
 
   // `host` is the Host header (port ignored, case-insensitive); `target` the request-target
-  // (path with optional query; the query is ignored: S3 sub-resources are never forwarded).
+  // (path with optional query; the query is ignored unless the route says `query: key`).
   conf::Result<Target, RouteError> route(std::string_view host, std::string_view target) const;
 
  private:

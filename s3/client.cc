@@ -75,7 +75,15 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool ok_status(int status) { return (status >= 200 && status < 300) || status == 304; }
+// What counts as an answer (to on_head and on_data) rather than an error (to on_done). A
+// `signature: none` upstream may be any HTTP origin: only 200, 206 and 304 are answers; any other
+// status (203, 204, 299, ...) is an error its caller may pass through to its client as it is.
+bool ok_status(int status, bool strict) {
+  if (strict) {
+    return status == 200 || status == 206 || status == 304;
+  }
+  return (status >= 200 && status < 300) || status == 304;
+}
 
 const char* method_name(Method m) {
   switch (m) {
@@ -96,6 +104,46 @@ std::string encoded_path(const UrlParts& ep, const Request& req) {
     return ep.path + req.path;
   }
   return ep.path + "/" + uri_encode(req.bucket, false) + "/" + uri_encode(req.key, true);
+}
+
+// "?a=1&b" in the caller's order, each name and value encoded; "" without parameters.
+std::string encoded_query(const Request& req) {
+  std::string out;
+  for (const auto& [k, v] : req.query) {
+    out += out.empty() ? '?' : '&';
+    out += uri_encode(k, false);
+    out += '=';
+    out += uri_encode(v, false);
+  }
+  return out;
+}
+
+// The S3 sub-resources a V2 signature covers (the AWS S3 V2 signing documentation's list),
+// "?name[=value]&..." sorted by name, values raw; "" when the query has none.
+std::string v2_subresources(const Request& req) {
+  static constexpr std::string_view kSub[] = {
+      "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
+      "policy", "requestPayment", "response-cache-control", "response-content-disposition",
+      "response-content-encoding", "response-content-language", "response-content-type",
+      "response-expires", "tagging", "torrent", "uploadId", "uploads", "versionId",
+      "versioning", "versions", "website",
+  };
+  std::vector<std::pair<std::string, std::string>> sub;
+  for (const auto& kv : req.query) {
+    if (std::find(std::begin(kSub), std::end(kSub), kv.first) != std::end(kSub)) {
+      sub.push_back(kv);
+    }
+  }
+  std::sort(sub.begin(), sub.end());
+  std::string out;
+  for (const auto& [k, v] : sub) {
+    out += out.empty() ? '?' : '&';
+    out += k;
+    if (!v.empty()) {
+      out += '=' + v;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -202,7 +250,7 @@ SignedRequest sign_request(const conf::Upstream& upstream, const Request& req, s
   UrlParts ep = split_url(upstream.endpoint);
   std::string path = encoded_path(ep, req);
   SignedRequest out;
-  out.url = ep.scheme + "://" + ep.authority + path;
+  out.url = ep.scheme + "://" + ep.authority + path + encoded_query(req);
 
   HeaderList& h = out.headers;
   if (req.range) {
@@ -234,7 +282,8 @@ SignedRequest sign_request(const conf::Upstream& upstream, const Request& req, s
       in.method = method;
       in.date = h.back().second;
       in.headers = h;
-      in.resource = "/" + uri_encode(req.bucket, false) + "/" + uri_encode(req.key, true);
+      in.resource = "/" + uri_encode(req.bucket, false) + "/" + uri_encode(req.key, true) +
+                    v2_subresources(req);
       h.emplace_back("Authorization", v2_authorization(creds, in));
       break;
     }
@@ -252,6 +301,7 @@ SignedRequest sign_request(const conf::Upstream& upstream, const Request& req, s
       V4Input in;
       in.method = method;
       in.canonical_uri = path;
+      in.query = req.query;
       in.headers = h;
       in.headers.emplace_back("host", ep.authority);  // curl sends it; we must sign it
       in.payload_hash = payload;
@@ -260,6 +310,9 @@ SignedRequest sign_request(const conf::Upstream& upstream, const Request& req, s
       h.emplace_back("Authorization", v4_sign(creds, in).authorization);
       break;
     }
+  }
+  for (const auto& f : req.forward_headers) {
+    h.push_back(f);
   }
   return out;
 }
@@ -286,6 +339,9 @@ struct Transfer::State {
   bool finished = false;   // on_done delivered
   bool in_multi = false;
   std::string error_body;            // non-2xx body, capped at kMaxErrorBody
+  std::uint64_t error_body_bytes = 0;  // all of it, counted
+  bool strict_status = false;          // ok_status(…, strict): the upstream signs nothing
+  bool ok() const { return ok_status(head.status, strict_status); }
   std::optional<Error> setup_error;  // reported from the loop, never from start()
   char errbuf[CURL_ERROR_SIZE] = {};
 
@@ -353,7 +409,7 @@ std::size_t Transfer::State::on_header(char* p, std::size_t size, std::size_t n,
 
 bool Transfer::State::deliver_head() {
   head_done = true;
-  if (ok_status(head.status) && cb.on_head && !cb.on_head(head)) {
+  if (ok() && cb.on_head && !cb.on_head(head)) {
     aborted = true;
   }
   return !aborted && !cancelled;
@@ -368,7 +424,8 @@ std::size_t Transfer::State::on_write(char* p, std::size_t size, std::size_t n, 
   if (!st->head_done && !st->deliver_head()) {
     return 0;
   }
-  if (!ok_status(st->head.status)) {
+  if (!st->ok()) {
+    st->error_body_bytes += len;
     std::size_t room = kMaxErrorBody - std::min(kMaxErrorBody, st->error_body.size());
     st->error_body.append(p, std::min(room, len));
     return len;
@@ -641,10 +698,15 @@ void Client::Impl::finish(const std::shared_ptr<Transfer::State>& st, CURLcode r
   } else if (st->aborted) {
     result = conf::unexpected(
         Error{Errc::kCancelled, st->head.status, {}, "upstream transfer aborted by the caller"});
-  } else if (st->head.status != 0 && !ok_status(st->head.status)) {
+  } else if (st->head.status != 0 && !st->ok()) {
     // An HTTP error wins over a transport error: the status is the better explanation even when
     // the error body was cut short.
-    result = conf::unexpected(http_error(st->head, st->reason, st->error_body));
+    Error e = http_error(st->head, st->reason, st->error_body);
+    if (rc == CURLE_OK && st->error_body_bytes <= kMaxErrorBody) {
+      // The whole answer is here: its caller may pass it on as it is.
+      e.answer = std::make_shared<Answer>(Answer{st->head, st->reason, std::move(st->error_body)});
+    }
+    result = conf::unexpected(std::move(e));
   } else if (rc != CURLE_OK) {
     Error e = curl_error(rc, st->errbuf, split_url(upstream.endpoint).authority);
     e.http_status = st->head.status;
@@ -730,6 +792,7 @@ Transfer Client::start(Request req, Callbacks cb) {
   st->cb = std::move(cb);
   st->easy.reset(curl_easy_init());
   const conf::Upstream& up = impl_->upstream;
+  st->strict_status = up.signature == conf::Signature::kNone;
   CURL* e = st->easy.get();
   if (e == nullptr) {
     st->setup_error = Error{Errc::kProtocol, 0, {}, "upstream: curl_easy_init failed"};

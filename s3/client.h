@@ -39,6 +39,10 @@ enum class Errc {
 };
 const char* errc_name(Errc e);  // stable short names for metrics labels: "not_found", ...
 
+// A whole upstream answer that was not a success (its body at most 64 KiB): what a caller
+// needs to pass it on to its own client as it is.
+struct Answer;
+
 struct Error {
   Errc code = Errc::kProtocol;
   int http_status = 0;  // 0 when no response was received
@@ -46,6 +50,9 @@ struct Error {
   // Human readable, one line, never contains a secret. Text quoted from the upstream (S3 error
   // message, reason phrase, Location, curl's error detail) is escaped with s3::printable.
   std::string message;
+  // Set for an HTTP error whose whole answer arrived (status line, headers and a body of at most
+  // 64 KiB); shared: errors are copied to every client of a fill.
+  std::shared_ptr<const Answer> answer = nullptr;
 };
 
 struct ByteRange {
@@ -65,6 +72,11 @@ struct Request {
   std::string if_none_match;
   std::string if_modified_since;  // HTTP-date
   HeaderList extra_headers;       // e.g. x-amz-acl for PUT (signed where the scheme says)
+  // Query parameters (raw, unencoded; sent in this order, encoded): signed by V4, and by V2 the
+  // S3 sub-resources among them (versionId, response-*, ...).
+  std::vector<std::pair<std::string, std::string>> query;
+  // Sent as they are after signing, never signed (a client's X-Request-Id, traceparent, ...).
+  HeaderList forward_headers;
   std::string body;               // PUT only; small bodies (manifests)
   std::string body_file;          // PUT only: stream this file instead of `body`
   // V4 only, PUT with body_file: hex SHA-256 of the file when the caller knows it. Empty sends
@@ -79,6 +91,12 @@ struct ResponseHead {
   // Convenience lookups (case-insensitive); empty/nullopt when absent.
   std::string header(std::string_view name) const;
   std::optional<std::uint64_t> content_length() const;
+};
+
+struct Answer {
+  ResponseHead head;
+  std::string reason;  // the status line's reason phrase, as sent
+  std::string body;
 };
 
 struct Callbacks {

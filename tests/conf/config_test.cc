@@ -301,6 +301,7 @@ upstreams:
     retries: 0
     tls_verify: false
     ca_file: ca.pem
+    forward_headers: [X-Request-Id, traceparent]
 routes:
   - { path: /catalog.json, upstream: walrus, bucket: starter-emis, key: catalog.json, ttl: 60s, grace: 1d }
   - prefix: /starter-emis/
@@ -310,6 +311,7 @@ routes:
     ttl: 30d
     ttl_override: true
     prefetch: none
+    query: key
     host: Images.Example.COM
 )");
   auto r = load_file(path, env_of({}));
@@ -357,15 +359,19 @@ routes:
   EXPECT_EQ(exact.key, "catalog.json");
   EXPECT_EQ(exact.ttl, 60s);
   EXPECT_EQ(exact.grace, 24h);
-  EXPECT_EQ(exact.line, 20);
+  EXPECT_EQ(exact.line, 21);
   const Route& prefix = c.routes[1];
   EXPECT_EQ(prefix.prefix, "/starter-emis/");
   EXPECT_EQ(prefix.key_prefix, "images/");
   EXPECT_EQ(prefix.ttl, 30 * 24h);
   EXPECT_TRUE(prefix.ttl_override);
   EXPECT_EQ(prefix.prefetch, Prefetch::kNone);
+  EXPECT_EQ(prefix.query, Query::kKey);
+  EXPECT_EQ(c.routes[0].query, Query::kIgnore);
+  EXPECT_EQ(c.upstreams.at("walrus").forward_headers,
+            (std::vector<std::string>{"x-request-id", "traceparent"}));
   EXPECT_EQ(prefix.host, "images.example.com");
-  EXPECT_EQ(prefix.line, 21);
+  EXPECT_EQ(prefix.line, 22);
 }
 
 TEST(LoadTest, DefaultsAreThoseOfConfigH) {
@@ -758,6 +764,36 @@ const ErrorCase kErrorCases[] = {
     {"path_with_key_prefix",
      kUpstream + "routes:\n  - {path: /a, upstream: u, bucket: b, key: k, key_prefix: x/}\n", 6, 60,
      "routes[0].key_prefix: is only for prefix routes"},
+    {"query_bad", kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, query: all}\n",
+     6, 48, "routes[0].query: expected ignore or key, got 'all'"},
+    {"forward_authorization",
+     kUpstream + "    forward_headers: [X-Request-Id, Authorization]\n"
+                 "routes:\n  - {prefix: /, upstream: u, bucket: b}\n",
+     5, 37, "'Authorization' is never forwarded"},
+    {"forward_cookie",
+     kUpstream + "    forward_headers: [cookie]\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n",
+     5, 23, "'cookie' is never forwarded"},
+    {"forward_hop_by_hop",
+     kUpstream + "    forward_headers: [Connection]\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n",
+     5, 23, "'Connection' is never forwarded"},
+    {"forward_host",
+     kUpstream + "    forward_headers: [Host]\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n", 5,
+     23, "'Host' is never forwarded"},
+    {"forward_amz",
+     kUpstream + "    forward_headers: [X-Amz-Date]\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n",
+     5, 23, "'X-Amz-Date' is never forwarded"},
+    {"forward_range",
+     kUpstream + "    forward_headers: [range]\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n", 5,
+     23, "'range' is never forwarded"},
+    {"forward_not_a_name",
+     kUpstream + "    forward_headers: ['a b']\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n", 5,
+     23, "not a header name: 'a b'"},
+    {"forward_duplicate",
+     kUpstream + "    forward_headers: [a, A]\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n", 5,
+     26, "duplicate header name 'A'"},
+    {"forward_scalar",
+     kUpstream + "    forward_headers: a\nroutes:\n  - {prefix: /, upstream: u, bucket: b}\n", 5, 22,
+     "expected a list of header names"},
     {"prefetch_bad",
      kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, prefetch: some}\n", 6, 51,
      "routes[0].prefetch: expected whole or none, got 'some'"},

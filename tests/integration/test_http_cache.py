@@ -32,10 +32,10 @@ def origin():
 def edge(make_tuskd, origin):
     """Factory: edge(**route_options) -> a tuskd whose route /o/ maps to the origin's bucket b."""
 
-    def make(**route):
+    def make(upstream=None, **route):
         r = {"prefix": "/o/", "upstream": "rgw", "bucket": "b", "ttl": "1h", "prefetch": "whole"}
         r.update(route)
-        return make_tuskd(endpoint=origin.url, user=None, routes=[r])
+        return make_tuskd(endpoint=origin.url, user=None, routes=[r], upstream=upstream)
 
     return make
 
@@ -320,3 +320,83 @@ def test_past_stale_while_revalidate_the_client_waits_for_the_origin(edge, origi
                body=b"version 2")
     r = get(t)
     assert (r.content, r.headers["X-Cache"]) == (b"version 2", "MISS")
+
+
+# ---------------------------------------------------------------- plumbing
+
+@pytest.mark.parametrize("status", [203, 204, 299, 301, 400, 403, 404, 410, 451, 499, 500, 503,
+                                    599])
+def test_an_unsigned_upstreams_statuses_pass_through_as_they_are(edge, origin, status):
+    body = b"" if status == 204 else b"<p>origin says %d</p>" % status
+    origin.set(UP, status=status, body=body,
+               headers=[("Content-Type", "text/html"), ("X-Origin", "yes"),
+                        ("Location", "/elsewhere"), ("Connection", "X-Hop"), ("X-Hop", "1")])
+    t = edge()
+    r = requests.get(t.url + "/o/" + KEY, timeout=10, allow_redirects=False)
+    assert r.status_code == status
+    assert r.content == body
+    assert r.headers["X-Origin"] == "yes" and r.headers["Location"] == "/elsewhere"
+    assert "X-Hop" not in r.headers
+    if status != 204:
+        assert r.headers["Content-Type"] == "text/html"
+    assert r.headers["X-Cache"] == "PASS"
+    assert "Date" in r.headers
+
+
+def test_an_unsigned_upstreams_huge_error_body_is_not_passed_on(edge, origin):
+    origin.set(UP, status=500, body=b"e" * (70 * 1024))
+    t = edge()
+    r = get(t)
+    assert r.status_code == 502 and b"over 64 KiB" in r.content
+
+
+def test_forward_headers_reach_the_upstream_on_misses_and_revalidations(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=0"), ("ETag", '"f"')], body=b"x",
+               not_modified=[("ETag", '"f"')])
+    t = edge(upstream={"forward_headers": ["X-Request-Id", "traceparent"]})
+    get(t, {"X-Request-Id": "r1", "traceparent": "00-aa-bb-01", "Cookie": "c=1",
+            "Authorization": "Bearer secret", "X-Other": "no"})
+    get(t, {"X-Request-Id": "r2"})
+    get(t, {"X-Request-Id": "r3", "traceparent": "00-cc-dd-01", "Connection": "traceparent"})
+    first, second, third = origin.seen(UP)
+    assert first.header("X-Request-Id") == "r1" and first.header("traceparent") == "00-aa-bb-01"
+    for never in ["Cookie", "X-Other"]:
+        assert first.header(never) is None
+    assert first.header("Authorization") is None  # signature none: no Authorization at all
+    assert second.header("X-Request-Id") == "r2" and second.header("If-None-Match") == '"f"'
+    # A field the client's Connection names is hop-by-hop: not forwarded.
+    assert third.header("X-Request-Id") == "r3" and third.header("traceparent") is None
+
+
+def test_a_route_with_query_key_stores_each_query_apart(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600")], body=b"one")
+    t = edge(query="key")
+    assert get(t, path="/o/obj?v=1&w=a%20b").content == b"one"
+    assert origin.seen()[-1].path == "/b/obj?v=1&w=a%20b"  # forwarded (seen() keeps the query)
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600")], body=b"two")
+    assert get(t, path="/o/obj?v=2").content == b"two"
+    r = get(t, path="/o/obj?v=1&w=a%20b")
+    assert (r.content, r.headers["X-Cache"]) == (b"one", "HIT")
+    # (A malformed query is a 400: tests/proxy/router_test.cc; requests would re-encode it.)
+
+
+def test_a_route_that_ignores_the_query_stores_one_copy(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600")], body=b"one")
+    t = edge()
+    get(t, path="/o/obj?v=1")
+    r = get(t, path="/o/obj?v=2")
+    assert (r.content, r.headers["X-Cache"]) == (b"one", "HIT")
+    assert [s.path for s in origin.seen(UP)] == ["/b/obj"]
+
+
+def test_policy_client_no_cache_and_authorization_do_not_bypass_the_cache(edge, origin):
+    """README "HTTP behaviour", policy choices: a client cannot make the edge refetch, and its
+    Authorization is neither forwarded nor a reason to keep the answer private."""
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600")], body=b"shared")
+    t = edge()
+    get(t)
+    r = get(t, {"Cache-Control": "no-cache, max-age=0", "Pragma": "no-cache",
+                "Authorization": "Bearer client-token"})
+    assert (r.content, r.headers["X-Cache"]) == (b"shared", "HIT")
+    assert origin.count(UP) == 1
+    assert origin.seen(UP)[0].header("Authorization") is None

@@ -85,6 +85,33 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"x", "starter-emis/a", false, RouteErrc::kBadPath, "", ""},
         Case{"x", "http://evil.example.com/starter-emis/a", false, RouteErrc::kBadPath, "", ""}));
 
+TEST(RouteQuery, KeyRoutesTakeTheDecodedQueryOthersIgnoreIt) {
+  auto rs = routes();
+  rs[2].query = conf::Query::kKey;
+  Router router(rs);
+  auto t = router.route("x", "/starter-emis/a.tgz?versionId=3%20x&&flag&b=%2B+#frag");
+  ASSERT_TRUE(t);
+  using Q = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(t->query, (Q{{"versionId", "3 x"}, {"flag", ""}, {"b", "++"}}));
+  EXPECT_EQ(t->key, "a.tgz");
+  t = router.route("x", "/starter-emis/a.tgz");
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->query.empty());
+  t = router.route("x", "/catalog.json?x=1");  // an ignore route
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->query.empty());
+  t = router.route("x", "/starter-emis/a.tgz?bad=%zz");
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, RouteErrc::kBadPath);
+  std::string many = "/starter-emis/a.tgz?";
+  for (std::size_t i = 0; i <= kMaxQueryParams; ++i) {
+    many += "p" + std::to_string(i) + "=1&";
+  }
+  t = router.route("x", many);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, RouteErrc::kBadPath);
+}
+
 // path_for is route()'s inverse: the path it gives routes back to the same bucket and key.
 TEST(PathFor, InvertsRoute) {
   const auto rs = routes();

@@ -174,6 +174,11 @@ class TestServer {
             xml_error(
                 "Evil\nCode",
                 ("line one\n2026-01-01 [error] forged\x1b[2J\\" + std::string(2000, 'A')).c_str()));
+    } else if (ends_with(path, "/nonauth")) {
+      evhttp_add_header(out, "X-Origin", "1");
+      reply(req, 203, "Non-Authoritative Information", "from a mirror", "text/plain");
+    } else if (ends_with(path, "/bigerror")) {
+      reply(req, 500, "Internal Server Error", std::string(70 * 1024, 'e'), "text/plain");
     } else if (ends_with(path, "/broken")) {
       reply(req, 503, "Service Unavailable", "not xml at all", "text/plain");
     } else if (ends_with(path, "/redirect")) {
@@ -537,6 +542,75 @@ TEST_F(ClientTest, S3XmlErrorsAreClassified) {
   EXPECT_NE(o.done->error().message.find("http://elsewhere.example.com/b/redirect"),
             std::string::npos);
   EXPECT_EQ(server_.seen().size(), 8u);  // the redirect was not followed
+}
+
+TEST_F(ClientTest, QueryIsSentEncodedAndSignedForwardHeadersAreNot) {
+  client();
+  Request r = get("k");
+  r.query = {{"versionId", "3 x/y"}, {"response-content-type", "text/plain"}, {"flag", ""}};
+  r.forward_headers = {{"X-Request-Id", "req-1"}, {"traceparent", "00-ab-cd-01"}};
+  Outcome o = fetch(r);
+  ASSERT_TRUE(o.done && o.done->has_value()) << o.done->error().message;
+  auto s = server_.seen().at(0);
+  EXPECT_EQ(s.uri, "/b/k?versionId=3%20x%2Fy&response-content-type=text%2Fplain&flag=");
+  EXPECT_EQ(s.header("X-Request-Id"), "req-1");
+  EXPECT_EQ(s.header("traceparent"), "00-ab-cd-01");
+  V4Input in;
+  in.method = "GET";
+  in.canonical_uri = "/b/k";
+  in.query = r.query;
+  for (const char* n : {"host", "x-amz-content-sha256", "x-amz-date"}) {
+    in.headers.emplace_back(n, s.header(n));
+  }
+  in.payload_hash = s.header("x-amz-content-sha256");
+  in.region = "eucalyptus";
+  in.amz_date = s.header("x-amz-date");
+  // The forwarded headers are not among the signed ones: a proxy between may rewrite them.
+  EXPECT_EQ(s.header("Authorization"), v4_sign(Credentials{"AKIDTEST", kSecret}, in).authorization);
+}
+
+TEST_F(ClientTest, V2SignsTheSubresourcesOfTheQuery) {
+  client(conf::Signature::kV2, "/services/Walrus");
+  Request r = get("k");
+  r.query = {{"versionId", "7"}, {"other", "x"}, {"acl", ""}};
+  Outcome o = fetch(r);
+  ASSERT_TRUE(o.done && o.done->has_value()) << o.done->error().message;
+  auto s = server_.seen().at(0);
+  V2Input in;
+  in.method = "GET";
+  in.date = s.header("Date");
+  in.resource = "/b/k?acl&versionId=7";  // sorted; "other" is not a sub-resource
+  EXPECT_EQ(s.header("Authorization"), v2_authorization(Credentials{"AKIDTEST", kSecret}, in));
+}
+
+TEST_F(ClientTest, AnUnsignedUpstreamsOtherAnswersArriveWholeAsErrors) {
+  client(conf::Signature::kNone);
+  Outcome o = fetch(get("nonauth"));
+  ASSERT_TRUE(o.done && !o.done->has_value());
+  const Error& e = o.done->error();
+  EXPECT_EQ(e.http_status, 203);
+  ASSERT_TRUE(e.answer);
+  EXPECT_EQ(e.answer->body, "from a mirror");
+  EXPECT_EQ(e.answer->reason, "Non-Authoritative Information");
+  EXPECT_EQ(e.answer->head.header("X-Origin"), "1");
+  EXPECT_EQ(o.head_calls, 0);
+
+  o = fetch(get("missing"));
+  ASSERT_TRUE(o.done && !o.done->has_value() && o.done->error().answer);
+  EXPECT_EQ(o.done->error().code, Errc::kNotFound);
+  EXPECT_NE(o.done->error().answer->body.find("NoSuchKey"), std::string::npos);
+
+  o = fetch(get("bigerror"));  // over 64 KiB: not whole, never passed on
+  ASSERT_TRUE(o.done && !o.done->has_value());
+  EXPECT_EQ(o.done->error().http_status, 500);
+  EXPECT_FALSE(o.done->error().answer);
+}
+
+TEST_F(ClientTest, ASignedUpstreamsTwoHundredsAreAnswers) {
+  client();
+  Outcome o = fetch(get("nonauth"));
+  ASSERT_TRUE(o.done && o.done->has_value());
+  EXPECT_EQ(o.head_calls, 1);
 }
 
 TEST_F(ClientTest, UpstreamTextInErrorsIsEscapedAndBounded) {
