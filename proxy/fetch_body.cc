@@ -86,6 +86,31 @@ bool Fetch::adopt_partial(const cache::Meta& m) {
   return true;
 }
 
+// Vary (proxy/vary.h): what the answer varies on, learnt by the index; whether it may be stored
+// under this fill's key. Only a fill keyed by the variant its first client selects, among the
+// names this answer gives, stores it (and at most VaryIndex::kMaxVariants per object); the first
+// varying answer of an object (a fill keyed without a variant) teaches the index and is passed
+// through. `*`, or too many names: never stored. An object that stopped varying is forgotten
+// by the index and its variant fill not stored (requests use the object's own key again).
+bool Fetch::vary_allows_storing(ObjectHead& obj, const Headers& answer) {
+  obj.vary = vary_of(answer);
+  VaryIndex& index = table_.vary_;
+  if (obj.vary.star || obj.vary.too_many) {
+    return false;
+  }
+  if (obj.vary.names.empty()) {
+    if (seed_.vary_names) {
+      index.learn(seed_.vary_base, {});
+      return false;
+    }
+    return true;
+  }
+  obj.variant = variant_key(seed_.vary_base, obj.vary.names, seed_.request);
+  index.learn(seed_.vary_base, obj.vary.names);
+  return seed_.vary_names == obj.vary.names && obj.variant == fill_->cache_key() &&
+         index.admit(seed_.vary_base, obj.variant);
+}
+
 // Builds the head from an answer (200 whole, 206 probe or HEAD) and opens the body file: a new
 // cache generation when storable and there is room, else a spool. False after failing the fill.
 bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
@@ -100,6 +125,9 @@ bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
   const std::int64_t now = table_.clock_();
   obj->freshness = decide(200, h.headers, route_, now);  // the object's status, whatever brought its head
   obj->replay = replayable_headers(h.headers);
+  if (!vary_allows_storing(*obj, h.headers)) {
+    obj->freshness.storable = false;
+  }
   if (std::string enc = h.header("content-encoding"); !enc.empty() && !iequals(enc, "identity")) {
     if (is_tarball_key(key_)) {
       // A gzip tarball uploaded with Content-Encoding: gzip: clients would gunzip it and the

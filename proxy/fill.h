@@ -33,6 +33,7 @@
 #include "proxy/metrics.h"
 #include "proxy/range_mode.h"
 #include "proxy/router.h"
+#include "proxy/vary.h"
 #include "s3/client.h"
 
 namespace proxy {
@@ -97,6 +98,8 @@ struct ObjectHead {
   std::string content_type;
   Headers replay;  // end-to-end headers to send to clients
   Freshness freshness;
+  VarySpec vary;        // what the answer varies on
+  std::string variant;  // when it varies: the variant key of the fill's first client
   bool stored = false;           // false: spooled (PASS)
   std::uint64_t generation = 0;  // of the cache entry, when stored
 };
@@ -208,6 +211,12 @@ struct FillSeed {
   // The asking client's headers of the upstream's forward_headers, sent with every request of
   // the fill (a coalesced fill carries its first client's).
   Headers forward;
+  // Vary (proxy/vary.h): the object's key without a variant, and the names the fill's key was
+  // built with (nullopt: the object was not known to vary, the fill's key is vary_base).
+  std::string vary_base;
+  std::optional<std::vector<std::string>> vary_names;
+  // The asking client's request header fields: the variant it selects, when the answer varies.
+  Headers request;
 };
 
 class Peers;
@@ -262,6 +271,8 @@ class FillTable {
   // cache (cache::OrderedDigest).
   static constexpr std::int64_t kDigestBudget = 64ll << 20;
   RangeMode range_mode(const std::string& upstream) const;
+  // Which objects vary on which request headers (learnt by fetches, read by requests).
+  VaryIndex& vary() { return vary_; }
 
  private:
   friend class Fetch;
@@ -281,6 +292,7 @@ class FillTable {
   mutable std::mutex mu_;
   std::map<std::string, FillPtr> fills_;
   RangeModes modes_;  // under mu_
+  VaryIndex vary_;
   // Fetches keep themselves alive here until they end; touched only on the fetch thread.
   std::set<std::shared_ptr<Fetch>> fetches_;
   Hasher hasher_{kDigestBudget};  // the fills' integrity digests (proxy/hasher.h)

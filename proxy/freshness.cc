@@ -200,15 +200,7 @@ Freshness decide(int status, const Headers& headers, const conf::Route& route, s
   if (cc.no_store || cc.private_) {
     return f;  // not storable, whatever the route says
   }
-  // Vary (RFC 9111 §4.1): a stored answer may serve only requests whose nominated headers
-  // match the request it answered. tusk's upstream requests are its own, so a varying answer
-  // is passed through, never stored and replayed to requests it may not fit. S3 and Walrus
-  // send no Vary to tusk.
-  for (const auto& [k, v] : headers) {
-    if (iequals(k, "vary") && !trim_ows(v).empty()) {
-      return f;
-    }
-  }
+  // (Vary is the fill's to judge: proxy/vary.h, Fetch::vary_allows_storing.)
   f.storable = true;
   if (route.ttl_override) {
     f.stored_at = now;  // the route's ttl counts from when tusk stored the object

@@ -64,8 +64,8 @@ struct Freshness {
 };
 
 // Decides for a response of `status` (a stored object is 200, whichever request brought its
-// head) received at `now` with `headers`, served through `route`. Not storable: no-store,
-// private, or a non-empty Vary (passed through).
+// head) received at `now` with `headers`, served through `route`. Not storable: no-store or
+// private (Vary is judged by the fill: proxy/vary.h).
 Freshness decide(int status, const Headers& headers, const conf::Route& route, std::int64_t now);
 
 // How long past expiry a stored response may still be used (RFC 5861), from its stored headers.

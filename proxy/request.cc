@@ -145,7 +145,8 @@ Request::Next Request::recv() {
     return synth(414, "URI Too Long", "object key longer than 1024 bytes\n");
   }
   upstream_ = &live_->config->upstreams.at(target_.upstream);
-  cache_key_ = make_cache_key(*upstream_, target_.bucket, target_.key, target_.query);
+  base_key_ = make_cache_key(*upstream_, target_.bucket, target_.key, target_.query);
+  cache_key_ = base_key_;
   if (!upstream_->forward_headers.empty()) {
     // A field the client's Connection names is hop-by-hop: never forwarded (RFC 9110 §7.6.1).
     const std::vector<std::string> hop = connection_nominated(in.fields);
@@ -180,6 +181,9 @@ Request::Next Request::recv() {
 Request::Next Request::lookup() {
   ++lookups_;
   const std::int64_t now = svc_.clock();
+  // An object known to vary (proxy/vary.h) is looked up, filled and stored per variant.
+  vary_names_ = svc_.fills.vary().find(base_key_);
+  cache_key_ = vary_names_ ? variant_key(base_key_, *vary_names_, ex_->head().fields) : base_key_;
   if (HotEntry* e = hot_.find(cache_key_, svc_.store); e && is_fresh(e->meta, now)) {
     entity_ = entity_of(e->meta, e->body);
     entity_.bytes = e->bytes;
@@ -246,6 +250,9 @@ bool Request::serve_stale_revalidating(const cache::Meta& stale) {
   seed.stale = stale;
   seed.direct = from_peer_;
   seed.forward = forward_;
+  seed.vary_base = base_key_;
+  seed.vary_names = vary_names_;
+  seed.request = ex_->head().fields;
   bool joined = false;
   svc_.fills.acquire(cache_key_, target_, std::move(seed), 0, &joined);
   entity_ = entity_of(stale, std::make_shared<BodyFile>(*fd));
@@ -315,6 +322,9 @@ Request::Next Request::fill() {
   seed.recheck = lookups_ < 3;
   seed.direct = from_peer_;
   seed.forward = forward_;
+  seed.vary_base = base_key_;
+  seed.vary_names = vary_names_;
+  seed.request = ex_->head().fields;
   fill_at_ = std::chrono::steady_clock::now();
   fill_ = svc_.fills.acquire(cache_key_, target_, std::move(seed), first_byte, &joined_);
   if (!fill_) {
@@ -403,6 +413,18 @@ Request::Next Request::await_head() {
       break;
   }
   const ObjectHead& h = *snap.head;
+  if (joined_ && !joined_done_ && lookups_ < 3 &&
+      (h.vary.star ||
+       (!h.vary.names.empty() &&
+        variant_key(base_key_, h.vary.names, ex_->head().fields) != h.variant))) {
+    // The answer varies, and not for this request's headers (or `Vary: *`, which fits none): it
+    // is not this client's to share. Once the fill has left the table, look again: the index
+    // now knows the object varies, and this request fills its own variant.
+    FillPtr other = std::move(fill_);
+    joined_ = false;
+    step_ = Step::kLookup;
+    return other->wait_retired(resume(&Request::drive)) ? Next::kPark : Next::kContinue;
+  }
   entity_ = Entity{
       h.size,       h.etag,    h.last_modified, h.content_type, h.replay, h.freshness.stored_at,
       h.generation, snap.body, fill_,           nullptr};

@@ -108,6 +108,8 @@ class Request : public std::enable_shared_from_this<Request> {
   std::shared_ptr<Request> self_;  // alive until the reply ended or the client went away
   Step step_ = Step::kRecv;
   bool head_only_ = false;
+  std::string base_key_;  // the object's cache key; cache_key_ adds the variant (Vary)
+  std::optional<std::vector<std::string>> vary_names_;  // when the object is known to vary
   Headers forward_;  // the client headers the upstream forwards (forward_headers)
   bool from_peer_ = false;  // asked by another edge (kPeerHeader): fill from the upstream
   bool closed_ = false;     // the client connection is gone

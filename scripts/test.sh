@@ -35,16 +35,16 @@ if [ "${TUSK_SKIP_TSAN:-0}" != 1 ]; then
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUSK_SANITIZE=tsan >/dev/null
   cmake --build build-tsan -j "$jobs" --target tuskd tusk s3_client_test cache_store_test \
     proxy_fetch_test proxy_fill_table_test proxy_request_test proxy_peers_test proxy_metrics_test \
-    proxy_access_log_test
+    proxy_access_log_test proxy_vary_test
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
   (cd build-tsan && ctest --output-on-failure \
-    -R '^(s3_client_test|cache_store_test|proxy_fetch_test|proxy_fill_table_test|proxy_request_test|proxy_peers_test|proxy_metrics_test|proxy_access_log_test)$')
+    -R '^(s3_client_test|cache_store_test|proxy_fetch_test|proxy_fill_table_test|proxy_request_test|proxy_peers_test|proxy_metrics_test|proxy_access_log_test|proxy_vary_test)$')
   # The slow-reader memory test measures RSS, which TSan's shadow memory makes meaningless;
   # it runs in the two passes above.
   TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_SANITIZER=tsan PYTHONDONTWRITEBYTECODE=1 \
     /usr/bin/python3 -m pytest -x -q -p no:cacheprovider --basetemp="$PWD/build-tsan/pytest-tmp" \
     tests/integration/test_fill.py tests/integration/test_admin.py tests/integration/test_fleet.py \
-    -k "not two_hundred_slow_readers"
+    tests/integration/test_http_cache.py -k "not two_hundred_slow_readers"
   # tusk serve: registrations on a worker pool over one shared registry, the HTTP thread beside.
   TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_CLI=$PWD/build-tsan/installer/tusk TUSK_SANITIZER=tsan \
     PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest -x -q -p no:cacheprovider \

@@ -7,7 +7,9 @@ repeats allowed) and a body. A GET with a Range of one span of a 200 gets a 206.
 whose If-None-Match names the answer's ETag (or, without If-None-Match, whose If-Modified-Since
 equals its Last-Modified) gets a 304 carrying `not_modified` headers, when the test gave them
 (None: the origin never answers 304). `fail` makes the path fail: an HTTP status, or "close" (the
-connection is closed without an answer). Every request is recorded with its headers.
+connection is closed without an answer). `echo` ends the body with a request header's value (a
+response that varies), `delay` holds the answer back. Every request is recorded with its
+headers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -25,6 +28,8 @@ class Script:
     body: bytes = b""
     not_modified: list | None = None  # headers of a 304 to a matching conditional GET
     fail: int | str | None = None
+    echo: str | None = None  # a request header whose value ends the body (":<value>")
+    delay: float = 0.0  # seconds before answering
 
 
 @dataclasses.dataclass
@@ -73,11 +78,11 @@ class Origin:
         self._server.server_close()
 
     def set(self, path: str, status: int = 200, headers=(), body: bytes = b"",
-            not_modified=None, fail=None) -> None:
+            not_modified=None, fail=None, echo=None, delay=0.0) -> None:
         with self._lock:
             self._scripts[path] = Script(status, list(headers), body,
                                          None if not_modified is None else list(not_modified),
-                                         fail)
+                                         fail, echo, delay)
 
     def seen(self, path: str | None = None) -> list[Seen]:
         with self._lock:
@@ -93,6 +98,8 @@ class Origin:
             script = self._scripts.get(path)
         if script is None:
             return self._send(h, 404, [("Content-Type", "text/plain")], b"no script\n", head)
+        if script.delay:
+            time.sleep(script.delay)
         if script.fail == "close":
             h.close_connection = True
             h.wfile.flush()
@@ -103,6 +110,8 @@ class Origin:
         if script.not_modified is not None and self._matches(h, script):
             return self._send(h, 304, script.not_modified, b"", head=True)
         status, headers, body = script.status, list(script.headers), script.body
+        if script.echo is not None:
+            body += b":" + (h.headers.get(script.echo) or "").encode()
         rng = h.headers.get("Range")
         m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
         if status == 200 and m and int(m.group(1)) < len(body):

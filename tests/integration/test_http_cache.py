@@ -5,6 +5,7 @@ decisions have their table tests in tests/proxy/freshness_test.cc and decide_tes
 
 from __future__ import annotations
 
+import concurrent.futures
 import email.utils
 import time
 
@@ -400,3 +401,103 @@ def test_policy_client_no_cache_and_authorization_do_not_bypass_the_cache(edge, 
     assert (r.content, r.headers["X-Cache"]) == (b"shared", "HIT")
     assert origin.count(UP) == 1
     assert origin.seen(UP)[0].header("Authorization") is None
+
+
+# ---------------------------------------------------------------- Vary
+
+def vary_edge(edge, origin, vary="Foo", **script):
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("Vary", vary), ("ETag", '"v"')],
+               body=b"x", echo="Foo", **script)
+    return edge(upstream={"forward_headers": ["Foo", "Bar"]})
+
+
+def test_vary_stores_one_copy_per_variant(edge, origin):
+    # vary-match, vary-no-match, vary-omit-stored, vary-omit
+    t = vary_edge(edge, origin)
+    # The first varying answer teaches the edge which headers matter; it is passed through.
+    assert [get(t, {"Foo": "1"}).headers["X-Cache"] for _ in range(3)] == ["PASS", "MISS", "HIT"]
+    # An empty Foo is not an absent one: each is a variant of its own.
+    for foo, body, cache in [("2", b"x:2", "MISS"), (None, b"x:", "MISS"), ("1", b"x:1", "HIT"),
+                             ("", b"x:", "MISS"), ("2", b"x:2", "HIT"), (None, b"x:", "HIT"),
+                             ("", b"x:", "HIT")]:
+        r = get(t, {"Foo": foo} if foo is not None else {})
+        assert (r.content, r.headers["X-Cache"]) == (body, cache), foo
+    assert get(t, {"foo": "1", "Bar": "other"}).headers["X-Cache"] == "HIT"  # Bar is not named
+    assert origin.count(UP) == 5  # PASS, 1, 2, absent, empty
+
+
+def test_two_header_lines_are_one_variant(edge, origin):
+    t = vary_edge(edge, origin)
+    get(t, {"Foo": "1, 2"})
+    get(t, {"Foo": "1, 2"})
+    raw = get_raw(t, [("Foo", "1"), ("Foo", "2")])
+    assert b"X-Cache: HIT" in raw
+
+
+def get_raw(t, headers):
+    """One GET over a plain socket, so repeated header lines reach tuskd as they are."""
+    import socket
+    host, port = t.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port.rstrip("/"))), timeout=10) as s:
+        lines = [f"GET /o/{KEY} HTTP/1.1", f"Host: {host}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.mark.parametrize("vary", ["*", "*, *", "Foo, *", ", *"])
+def test_vary_star_is_never_reused(edge, origin, vary):
+    # vary-star, vary-syntax-star-star, vary-syntax-foo-star, vary-syntax-empty-star
+    t = vary_edge(edge, origin, vary=vary)
+    for _ in range(3):
+        assert get(t, {"Foo": "1"}).headers["X-Cache"] == "PASS"
+    assert origin.count(UP) == 3
+
+
+def test_vary_star_split_over_lines_is_never_reused(edge, origin):
+    # vary-syntax-star-star-lines, vary-syntax-empty-star-lines
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600"), ("Vary", ""), ("Vary", "*")],
+               body=b"x")
+    t = edge()
+    for _ in range(3):
+        assert get(t).headers["X-Cache"] == "PASS"
+    assert origin.count(UP) == 3
+
+
+def test_clients_of_other_variants_do_not_share_a_varying_answer(edge, origin):
+    t = vary_edge(edge, origin, delay=0.6)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        one = pool.submit(get, t, {"Foo": "1"})
+        time.sleep(0.2)  # the second joins the first's fill while its answer is on its way
+        two = pool.submit(get, t, {"Foo": "2"})
+        assert one.result().content == b"x:1"
+        assert two.result().content == b"x:2"
+
+
+def test_a_variant_is_revalidated_with_its_own_request_headers(edge, origin):
+    # conditional-etag-vary-headers
+    t = vary_edge(edge, origin)
+    origin.set(UP, headers=[("Cache-Control", "max-age=1"), ("Vary", "Foo"), ("ETag", '"v"')],
+               body=b"x", echo="Foo", not_modified=[("ETag", '"v"')])
+    get(t, {"Foo": "123"})
+    get(t, {"Foo": "123"})  # stored now
+    time.sleep(1.2)
+    r = get(t, {"Foo": "123"})
+    assert (r.headers["X-Cache"], r.content) == ("REVALIDATED", b"x:123")
+    last = origin.seen(UP)[-1]
+    assert last.header("If-None-Match") == '"v"' and last.header("Foo") == "123"
+
+
+def test_variants_per_object_are_bounded(edge, origin):
+    t = vary_edge(edge, origin)
+    get(t, {"Foo": "teach"})
+    for i in range(32):
+        get(t, {"Foo": str(i)})
+        assert get(t, {"Foo": str(i)}).headers["X-Cache"] == "HIT"
+    # The 33rd variant is served, never stored: a client cannot fill the cache with variants.
+    for _ in range(2):
+        r = get(t, {"Foo": "one-too-many"})
+        assert (r.headers["X-Cache"], r.content) == ("PASS", b"x:one-too-many")
