@@ -282,25 +282,16 @@ void Admin::handle(Exchange& ex) {
       return send_error(ex, 400, "give exactly one of path=P or prefix=P");
     }
     std::uint64_t purged = 0;
-    if (!one.empty()) {
-      auto routed = live->router.route("", one);
-      if (!routed) {
-        return send_error(ex, 404, "no route for " + s3::printable(one));
-      }
-      const std::string key = make_cache_key(live->config->upstreams.at(routed->upstream),
-                                             routed->bucket, routed->key);
-      purged = purge_object(svc_, key);
-    } else {
-      // Records first (bounded pages), then fills in flight that have no record yet.
+    // Every record (bounded pages) and fill in flight whose cache key `matches`.
+    auto collect = [&](const std::function<bool(const std::string&)>& matches)
+        -> conf::Result<std::vector<std::string>, std::string> {
       std::vector<std::string> keys;
       std::string cursor;
       do {
-        auto page = svc_.store.list(cursor, 1000, [&](const cache::Meta& m) {
-          auto p = public_path(*live->config, m.key);
-          return p && p->starts_with(prefix);
-        });
+        auto page = svc_.store.list(cursor, 1000,
+                                    [&](const cache::Meta& m) { return matches(m.key); });
         if (!page) {
-          return send_error(ex, 503, "cannot read the cache index: " + page.error().message);
+          return conf::unexpected(page.error().message);
         }
         for (const auto& item : page->items) {
           keys.push_back(item.meta.key);
@@ -308,12 +299,44 @@ void Admin::handle(Exchange& ex) {
         cursor = page->next;
       } while (!cursor.empty());
       for (const std::string& key : svc_.fills.keys()) {
-        auto p = public_path(*live->config, key);
-        if (p && p->starts_with(prefix) && std::find(keys.begin(), keys.end(), key) == keys.end()) {
+        if (matches(key) && std::find(keys.begin(), keys.end(), key) == keys.end()) {
           keys.push_back(key);
         }
       }
+      return keys;
+    };
+    std::vector<std::string> keys;
+    if (!one.empty()) {
+      auto routed = live->router.route("", one);
+      if (!routed) {
+        return send_error(ex, 404, "no route for " + s3::printable(one));
+      }
+      const std::string key = make_cache_key(live->config->upstreams.at(routed->upstream),
+                                             routed->bucket, routed->key, routed->query);
+      purged = purge_object(svc_, key);
+      // The variants of an object known to vary (proxy/vary.h: "\n#" follows its key). The
+      // index is in memory: after a restart, purge a varying object by prefix.
+      if (svc_.fills.vary().find(key)) {
+        const std::string variants = key + "\n#";
+        auto found = collect([&](const std::string& k) { return k.starts_with(variants); });
+        if (!found) {
+          return send_error(ex, 503, "cannot read the cache index: " + found.error());
+        }
+        keys = std::move(*found);
+      }
+    } else {
+      auto found = collect([&](const std::string& k) {
+        auto p = public_path(*live->config, k);
+        return p && p->starts_with(prefix);
+      });
+      if (!found) {
+        return send_error(ex, 503, "cannot read the cache index: " + found.error());
+      }
+      keys = std::move(*found);
+    }
+    if (!keys.empty()) {
       // Fills in flight are abandoned, then every record goes in one commit per 1000.
+      std::uint64_t here = 0;
       std::uint64_t abandoned_only = 0;
       for (const std::string& key : keys) {
         abandoned_only += svc_.fills.abandon(key) && !svc_.store.lookup(key) ? 1 : 0;
@@ -326,10 +349,11 @@ void Admin::handle(Exchange& ex) {
         if (!removed) {
           return send_error(ex, 503, "cannot purge: " + removed.error().message);
         }
-        purged += *removed;
+        here += *removed;
       }
-      purged += abandoned_only;
-      svc_.metrics.purged(purged);
+      here += abandoned_only;
+      svc_.metrics.purged(here);  // (purge_object counted its own)
+      purged += here;
     }
     spdlog::info("admin: purged {} object(s) ({}{})", purged, one.empty() ? "prefix " : "",
                  s3::printable(one.empty() ? prefix : one));

@@ -38,14 +38,30 @@ std::optional<std::string> public_path(const conf::Config& config, std::string_v
   }
   const std::string_view endpoint = cache_key.substr(0, a);
   const std::string_view bucket = cache_key.substr(a + 1, b - a - 1);
-  const std::string_view key = cache_key.substr(b + 1);
+  // The key ends at a newline, which no key holds: a query ("\n?a=1&b=2", routes with `query:
+  // key`) or a variant ("\n#...", proxy/vary.h) may follow.
+  std::string_view key = cache_key.substr(b + 1);
+  std::string_view query;
+  if (const std::size_t c = key.find('\n'); c != std::string_view::npos) {
+    std::string_view rest = key.substr(c);
+    key = key.substr(0, c);
+    if (rest.starts_with("\n?")) {
+      query = rest.substr(1, rest.find('\n', 1) - 1);  // "?a=1&b=2"
+    }
+  }
+  auto with_query = [&](std::optional<std::string> path) {
+    if (path) {
+      *path += query;
+    }
+    return path;
+  };
   auto same_object = [&](const conf::Route& r) {
     auto up = config.upstreams.find(r.upstream);
     return up != config.upstreams.end() && up->second.endpoint == endpoint && r.bucket == bucket;
   };
   for (const conf::Route& r : config.routes) {
     if (!r.path.empty() && r.key == key && same_object(r)) {
-      return path_for(r, key);
+      return with_query(path_for(r, key));
     }
   }
   // The prefix route with the longest key_prefix is the most specific way to name the key.
@@ -59,7 +75,7 @@ std::optional<std::string> public_path(const conf::Config& config, std::string_v
   if (best == nullptr) {
     return std::nullopt;
   }
-  return path_for(*best, key);
+  return with_query(path_for(*best, key));
 }
 
 conf::Result<std::string, std::string> catalog_path(std::string_view url, std::string_view base) {

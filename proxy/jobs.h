@@ -49,7 +49,8 @@ std::uint64_t purge_object(Services& svc, const std::string& cache_key);
 
 // The public path a client uses for `cache_key` under `config`'s routes, or nullopt when no
 // route maps to it: an exact route first, else the prefix route with the longest key_prefix
-// (the most specific name of the key). Pure.
+// (the most specific name of the key), with the query of a `query: key` route's entry; every
+// variant of a varying object (proxy/vary.h) has the object's path. Pure.
 std::optional<std::string> public_path(const conf::Config& config, std::string_view cache_key);
 
 // Where a catalog's image `url` is on this edge (EUSTORE.md §1: relative URLs resolve against

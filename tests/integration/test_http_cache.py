@@ -29,16 +29,30 @@ def origin():
     o.stop()
 
 
+ADMIN_TOKEN = "admin-token-of-the-http-cache-tests"
+
+
 @pytest.fixture
 def edge(make_tuskd, origin):
-    """Factory: edge(**route_options) -> a tuskd whose route /o/ maps to the origin's bucket b."""
+    """Factory: edge(**route_options) -> a tuskd whose route /o/ maps to the origin's bucket b
+    (its admin API takes ADMIN_TOKEN)."""
 
     def make(upstream=None, **route):
         r = {"prefix": "/o/", "upstream": "rgw", "bucket": "b", "ttl": "1h", "prefetch": "whole"}
         r.update(route)
-        return make_tuskd(endpoint=origin.url, user=None, routes=[r], upstream=upstream)
+        t = make_tuskd(endpoint=origin.url, user=None, routes=[r], upstream=upstream, start=False)
+        token = t.workdir / "admin.token"
+        token.write_text(ADMIN_TOKEN + "\n")
+        token.chmod(0o600)
+        t.config["admin"]["token_file"] = str(token)
+        return t.start()
 
     return make
+
+
+def admin(t, method, path, **kw):
+    return requests.request(method, t.admin_url + path, timeout=30,
+                            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kw)
 
 
 def get(t, headers=None, path="/o/" + KEY):
@@ -145,6 +159,17 @@ def test_no_cache_is_stored_and_validated_before_every_use(edge, origin):
         assert r.headers["X-Cache"] == "REVALIDATED" and r.content == b"body"
     assert origin.count(UP) == 3
     assert [s.header("If-None-Match") for s in origin.seen(UP)] == [None, '"n"', '"n"']
+
+
+def test_qualified_no_cache_stores_the_response_without_the_fields_it_names(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", 'max-age=3600, no-cache="Set-Cookie, X-Private"'),
+                            ("Set-Cookie", "session=1"), ("X-Private", "p"), ("X-Public", "q")],
+               body=b"x")
+    t = edge()
+    assert get(t).headers["X-Public"] == "q"
+    r = get(t)
+    assert r.headers["X-Cache"] == "HIT" and r.headers["X-Public"] == "q"
+    assert "Set-Cookie" not in r.headers and "X-Private" not in r.headers
 
 
 def test_without_validators_none_is_invented_and_no_conditional_is_sent(edge, origin):
@@ -332,7 +357,7 @@ def test_an_unsigned_upstreams_statuses_pass_through_as_they_are(edge, origin, s
     origin.set(UP, status=status, body=body,
                headers=[("Content-Type", "text/html"), ("X-Origin", "yes"),
                         ("Location", "/elsewhere"), ("Connection", "X-Hop"), ("X-Hop", "1")])
-    t = edge()
+    t = edge(upstream={"retries": 0})  # (a 5xx is retried `retries` times before it is passed)
     r = requests.get(t.url + "/o/" + KEY, timeout=10, allow_redirects=False)
     assert r.status_code == status
     assert r.content == body
@@ -342,6 +367,9 @@ def test_an_unsigned_upstreams_statuses_pass_through_as_they_are(edge, origin, s
         assert r.headers["Content-Type"] == "text/html"
     assert r.headers["X-Cache"] == "PASS"
     assert "Date" in r.headers
+    # Never stored: the route's ttl (heuristic freshness) is for 200 objects, never 403 or 5xx.
+    requests.get(t.url + "/o/" + KEY, timeout=10, allow_redirects=False)
+    assert origin.count(UP) == 2
 
 
 def test_an_unsigned_upstreams_huge_error_body_is_not_passed_on(edge, origin):
@@ -501,3 +529,29 @@ def test_variants_per_object_are_bounded(edge, origin):
     for _ in range(2):
         r = get(t, {"Foo": "one-too-many"})
         assert (r.headers["X-Cache"], r.content) == ("PASS", b"x:one-too-many")
+
+
+def test_purging_a_varying_object_purges_its_variants(edge, origin):
+    t = vary_edge(edge, origin)
+    for foo in ["teach", "1", "1", "2", "2"]:
+        get(t, {"Foo": foo})
+    assert get(t, {"Foo": "2"}).headers["X-Cache"] == "HIT"
+    t.wait_fills_settled()  # every record published
+    listed = admin(t, "GET", "/objects").json()["objects"]
+    assert [o["path"] for o in listed] == ["/o/obj", "/o/obj"]  # two variants, one path
+    assert admin(t, "DELETE", "/objects", params={"path": "/o/obj"}).json()["purged"] == 2
+    assert get(t, {"Foo": "1"}).headers["X-Cache"] == "MISS"
+    assert admin(t, "DELETE", "/objects", params={"prefix": "/o/"}).json()["purged"] == 1
+
+
+def test_purging_by_path_with_a_query_purges_that_entry(edge, origin):
+    origin.set(UP, headers=[("Cache-Control", "max-age=3600")], body=b"one")
+    t = edge(query="key")
+    get(t, path="/o/obj?v=1")
+    get(t, path="/o/obj?v=2")
+    t.wait_fills_settled()
+    paths = sorted(o["path"] for o in admin(t, "GET", "/objects").json()["objects"])
+    assert paths == ["/o/obj?v=1", "/o/obj?v=2"]
+    assert admin(t, "DELETE", "/objects", params={"path": "/o/obj?v=1"}).json()["purged"] == 1
+    assert get(t, path="/o/obj?v=1").headers["X-Cache"] == "MISS"
+    assert get(t, path="/o/obj?v=2").headers["X-Cache"] == "HIT"
