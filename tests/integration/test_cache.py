@@ -105,15 +105,20 @@ def test_no_store_and_private_are_passed_through_not_stored(rgw, bucket, make_tu
     assert list((t.workdir / "cache" / "tmp").iterdir()) == [], "spool files are unlinked"
 
 
-def test_a_vary_star_answer_is_passed_through_never_replayed(rgw, bucket, make_tuskd, make_relay):
-    """Issue 9, defect 7: an answer with Vary was stored and replayed to requests it may not
-    match. `Vary: *` matches no request: passed through, every time."""
+def varying_edge(rgw, bucket, make_tuskd, make_relay, vary):
+    """A bucket with v.bin behind a relay that adds `Vary: <vary>`, and a tuskd in front:
+    (bucket, data, tuskd, radosgw log offset)."""
     b = bucket()
     data = blob(30_000)
     put(rgw, b, "v.bin", data)
-    relay = make_relay("add-header:Vary:*")
-    t = make_tuskd(b, endpoint=relay.url)
-    off = rgw.log_offset()
+    t = make_tuskd(b, endpoint=make_relay(f"add-header:Vary:{vary}").url)
+    return b, data, t, rgw.log_offset()
+
+
+def test_a_vary_star_answer_is_passed_through_never_replayed(rgw, bucket, make_tuskd, make_relay):
+    """Issue 9, defect 7: an answer with Vary was stored and replayed to requests it may not
+    match. `Vary: *` matches no request: passed through, every time."""
+    b, data, t, off = varying_edge(rgw, bucket, make_tuskd, make_relay, "*")
     for enc in ("gzip", "identity", None):
         r = t.get("/images/v.bin", headers={"Accept-Encoding": enc} if enc else {})
         assert r.status_code == 200 and r.content == data
@@ -127,12 +132,7 @@ def test_a_varying_answer_is_stored_per_variant(rgw, bucket, make_tuskd, make_re
     """Issue 14: an answer with `Vary: Accept-Encoding` is stored once per Accept-Encoding value
     (the first varying answer teaches the edge and is passed through), never replayed to a
     request of another value."""
-    b = bucket()
-    data = blob(30_000)
-    put(rgw, b, "v.bin", data)
-    relay = make_relay("add-header:Vary:Accept-Encoding")
-    t = make_tuskd(b, endpoint=relay.url)
-    off = rgw.log_offset()
+    b, data, t, off = varying_edge(rgw, bucket, make_tuskd, make_relay, "Accept-Encoding")
     for enc, cache in [("gzip", "PASS"), ("gzip", "MISS"), ("gzip", "HIT"), ("identity", "MISS"),
                        (None, "MISS"), ("identity", "HIT"), (None, "HIT")]:
         r = t.get("/images/v.bin", headers={"Accept-Encoding": enc} if enc else {})
