@@ -126,12 +126,16 @@ std::optional<Meta> Store::lookup(std::string_view key) const {
 
 Result<void> Store::refresh(std::string_view key, std::uint64_t generation, std::int64_t stored_at,
                             std::int64_t expires_at, std::uint32_t flags,
-                            std::vector<std::pair<std::string, std::string>> headers) {
+                            std::vector<std::pair<std::string, std::string>> headers,
+                            std::optional<std::string> content_type) {
   auto r = impl_->update(key, generation, [&](Meta& m) -> Result<void> {
     m.stored_at = stored_at;
     m.expires_at = expires_at;
     m.flags = flags;
     m.headers = std::move(headers);
+    if (content_type) {
+      m.content_type = std::move(*content_type);
+    }
     return {};
   });
   if (!r) {

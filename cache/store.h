@@ -160,7 +160,8 @@ class Store {
   // Errors of refresh and set_verified: kStale / kNotFound as for mark_chunks, kIndex.
   Result<void> refresh(std::string_view key, std::uint64_t generation, std::int64_t stored_at,
                        std::int64_t expires_at, std::uint32_t flags,
-                       std::vector<std::pair<std::string, std::string>> headers);
+                       std::vector<std::pair<std::string, std::string>> headers,
+                       std::optional<std::string> content_type = std::nullopt);
   Result<void> set_verified(std::string_view key, std::uint64_t generation);
 
   // Opens the body of `generation` read-only. kStale/kNotFound when it is gone.

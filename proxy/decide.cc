@@ -114,8 +114,14 @@ ErrorReply error_reply(const s3::Error& e, const std::string& bucket, conf::Sign
     r.passed = true;
     r.note = e.http_status == 403 ? ErrorNote::kAnonymousDenied : ErrorNote::kNone;
     r.headers = replayable_headers(e.answer->head.headers);
-    if (std::string ct = e.answer->head.header("content-type"); !ct.empty()) {
-      r.headers.emplace_back("Content-Type", std::move(ct));
+    // What a stored object keeps apart (proxy/freshness.h), a passed answer relays as it is;
+    // its Content-Encoding describes the body relayed with it.
+    for (const char* name : {"Content-Type", "Content-Encoding", "ETag", "Last-Modified"}) {
+      for (const auto& [k, v] : e.answer->head.headers) {
+        if (iequals(k, name)) {
+          r.headers.emplace_back(k, v);
+        }
+      }
     }
     return r;
   }

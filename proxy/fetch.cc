@@ -142,6 +142,7 @@ Fetch::Fetch(FillTable& table, FillPtr fill, const Target& target, FillSeed seed
       object_(s3::printable(target.bucket + "/" + target.key)),
       seed_(std::move(seed)),
       first_byte_(first_byte),
+      store_key_(fill_->cache_key()),
       cs_(table.store_.options().chunk_size) {}
 
 Fetch::~Fetch() {
@@ -353,7 +354,8 @@ Fetch::Next Fetch::refresh() {
   Freshness f = decide(200, m.decide_on, route_, table_.clock_());
   auto r =
       table_.store_.refresh(fill_->cache_key(), seed_.stale->generation, f.stored_at, f.expires_at,
-                            f.revalidate_each_use ? cache::Meta::kFlagNoCache : 0, m.stored);
+                            f.revalidate_each_use ? cache::Meta::kFlagNoCache : 0, m.stored,
+                            m.content_type);
   if (!r) {
     fail(local_error("could not refresh the cached entry: " + r.error().message));
     return Next::kDone;
@@ -752,7 +754,7 @@ void Fetch::fail_with(s3::Error e, bool disk) {
   if (head_ && head_->stored) {
     // Nothing partial or mixed stays behind: the generation is dropped whole (only ours: after
     // a purge the key may already have a new one).
-    (void)table_.store_.remove(fill_->cache_key(), generation_);
+    (void)table_.store_.remove(store_key_, generation_);
   }
   failed_on_disk_ = disk;
   end(Fill::Phase::kFailed, false, std::move(e), false);

@@ -154,6 +154,11 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   bool spilled_ = false;         // the body moved to memory after a disk error
   bool failed_on_disk_ = false;  // the fill failed because of the cache disk
 
+  // The key the fill's object is stored under: the fill's, except for the first varying answer
+  // of an object, which is stored under the variant its first client selects (proxy/vary.h),
+  // pinned like the fill's own key while the fill lasts.
+  std::string store_key_;
+  cache::Pin store_pin_;
   std::shared_ptr<ObjectHead> head_;
   BodyFilePtr write_fd_;
   std::uint64_t generation_ = 0;

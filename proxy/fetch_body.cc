@@ -86,12 +86,14 @@ bool Fetch::adopt_partial(const cache::Meta& m) {
   return true;
 }
 
-// Vary (proxy/vary.h): what the answer varies on, learnt by the index; whether it may be stored
-// under this fill's key. Only a fill keyed by the variant its first client selects, among the
-// names this answer gives, stores it (and at most VaryIndex::kMaxVariants per object); the first
-// varying answer of an object (a fill keyed without a variant) teaches the index and is passed
-// through. `*`, or too many names: never stored. An object that stopped varying is forgotten
-// by the index and its variant fill not stored (requests use the object's own key again).
+// Vary (proxy/vary.h): what the answer varies on, learnt by the index; whether it may be stored,
+// and under which key. A varying answer is stored under the variant its first client selects
+// among the names the answer gives (at most VaryIndex::kMaxVariants per object): a fill keyed
+// by that variant stores it under its own key; the first varying answer of an object (a fill
+// keyed without a variant) under that variant's key instead (store_key_). A fill keyed by a
+// variant of other names (the origin changed its Vary) does not store. `*`, or too many names:
+// never stored. An object that stopped varying is forgotten by the index and its variant fill
+// not stored (requests use the object's own key again).
 bool Fetch::vary_allows_storing(ObjectHead& obj, const Headers& answer) {
   obj.vary = vary_of(answer);
   VaryIndex& index = table_.vary_;
@@ -107,6 +109,14 @@ bool Fetch::vary_allows_storing(ObjectHead& obj, const Headers& answer) {
   }
   obj.variant = variant_key(seed_.vary_base, obj.vary.names, seed_.request);
   index.learn(seed_.vary_base, obj.vary.names);
+  if (!seed_.vary_names && fill_->cache_key() == seed_.vary_base) {
+    if (!index.admit(seed_.vary_base, obj.variant)) {
+      return false;
+    }
+    store_key_ = obj.variant;
+    store_pin_ = table_.store_.pin(store_key_);
+    return true;
+  }
   return seed_.vary_names == obj.vary.names && obj.variant == fill_->cache_key() &&
          index.admit(seed_.vary_base, obj.variant);
 }
@@ -157,7 +167,7 @@ bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
     meta.headers = obj->replay;
     // Reserved, not published: clients are served from the file at once while the disk thread
     // makes it durable and publishes it with the first marks (one commit for many fills).
-    auto created = table_.store_.reserve(fill_->cache_key(), std::move(meta));
+    auto created = table_.store_.reserve(store_key_, std::move(meta));
     if (created) {
       wfd = created->fd;
       generation_ = created->meta.generation;
@@ -362,7 +372,7 @@ Fetch::Next Fetch::verify() {
   }
   queue_mark(final_chunk_);
   if (v.read_ok) {
-    table_.disk_.post([store = &table_.store_, key = fill_->cache_key(), gen = generation_] {
+    table_.disk_.post([store = &table_.store_, key = store_key_, gen = generation_] {
       (void)store->set_verified(key, gen);
     });
   }
@@ -450,7 +460,7 @@ bool Fetch::spill_to_memory(int err) {
     }
   }
   if (head_->stored) {
-    (void)table_.store_.remove(fill_->cache_key());  // nothing partial stays indexed
+    (void)table_.store_.remove(store_key_);  // nothing partial stays indexed
   }
   auto obj = std::make_shared<ObjectHead>(*head_);
   obj->stored = false;
@@ -466,7 +476,7 @@ bool Fetch::spill_to_memory(int err) {
 // The disk thread batches both (one fdatasync per file, one commit per batch).
 void Fetch::queue_mark(std::uint64_t c) {
   if (head_->stored) {
-    table_.disk_.mark(DiskQueue::Mark{write_fd_, fill_->cache_key(), generation_, c});
+    table_.disk_.mark(DiskQueue::Mark{write_fd_, store_key_, generation_, c});
   }
 }
 

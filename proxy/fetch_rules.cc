@@ -186,7 +186,11 @@ Merged merge_not_modified(const Headers& stored, const Headers& answer) {
   // those a stored response never keeps (replayable_headers drops hop-by-hop fields and the
   // framing: Content-Length, Content-Range, Transfer-Encoding, Content-Encoding).
   Merged m;
-  const Headers fresh = replayable_headers(answer);
+  Headers fresh = replayable_headers(answer);
+  std::erase_if(fresh, [](const auto& h) { return iequals(h.first, "content-md5"); });
+  if (const std::string* ct = find_field(answer, "content-type"); ct != nullptr && !ct->empty()) {
+    m.content_type = *ct;
+  }
   for (const auto& [k, v] : stored) {
     if (find_field(fresh, k) == nullptr) {
       m.stored.emplace_back(k, v);

@@ -84,12 +84,14 @@ AfterError after_error(Ask ask, bool head_known, s3::Errc code, int attempts, in
 // Backoff before retry number `attempts` (1-based): 100 ms, 200 ms, 400 ms, ... capped at 5 s.
 long backoff_ms(int attempts);
 
-// A 304's end-to-end headers replace the stored ones of the same name (RFC 9111 §4.3.4).
+// A 304's end-to-end headers replace the stored ones of the same name (RFC 9111 §3.2, §4.3.4),
+// but never the framing nor Content-MD5 (it describes the body, which a 304 does not change).
 // `decide_on` is what freshness is computed from: the merged headers plus the 304's Date and
 // Age, which are not stored.
 struct Merged {
   Headers stored;
   Headers decide_on;
+  std::optional<std::string> content_type;  // a new Content-Type the 304 carries
 };
 Merged merge_not_modified(const Headers& stored, const Headers& answer);
 

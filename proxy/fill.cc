@@ -554,6 +554,12 @@ void FillTable::finished(const std::string& cache_key, Fill* fill) {
   fill->retire();
 }
 
+FillPtr FillTable::in_flight(const std::string& cache_key) const {
+  std::lock_guard lock(mu_);
+  auto it = fills_.find(cache_key);
+  return it == fills_.end() ? nullptr : it->second;
+}
+
 std::vector<std::string> FillTable::keys() const {
   std::lock_guard lock(mu_);
   std::vector<std::string> out;

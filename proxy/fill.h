@@ -248,6 +248,7 @@ class FillTable {
 
   std::size_t active() const;
   std::vector<std::string> keys() const;  // of the fills in flight
+  FillPtr in_flight(const std::string& cache_key) const;  // nullptr: none
   void drain_disk() { disk_.drain(); }
 
   // Purge: the object's fill in flight, if any, leaves the table at once (the next request

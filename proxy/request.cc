@@ -326,7 +326,11 @@ Request::Next Request::fill() {
   seed.vary_names = vary_names_;
   seed.request = ex_->head().fields;
   fill_at_ = std::chrono::steady_clock::now();
-  fill_ = svc_.fills.acquire(cache_key_, target_, std::move(seed), first_byte, &joined_);
+  fill_ = joinable_first_variant();
+  joined_ = fill_ != nullptr;
+  if (!fill_) {
+    fill_ = svc_.fills.acquire(cache_key_, target_, std::move(seed), first_byte, &joined_);
+  }
   if (!fill_) {
     // A fill ended between our lookup and now: the entry is complete and fresh. Serve it.
     step_ = Step::kLookup;
@@ -355,6 +359,21 @@ Request::Next Request::fill() {
   }
   step_ = Step::kAwaitHead;
   return Next::kContinue;
+}
+
+// The first varying answer of an object is filled under the object's own key and stored as the
+// variant of its first client (Fetch::vary_allows_storing): a request of that variant shares
+// that fill while it lasts, as it would share a fill under the variant's key.
+FillPtr Request::joinable_first_variant() const {
+  if (!vary_names_ || cache_key_ == base_key_) {
+    return nullptr;
+  }
+  FillPtr f = svc_.fills.in_flight(base_key_);
+  if (!f) {
+    return nullptr;
+  }
+  const Fill::Snapshot snap = f->snapshot();
+  return snap.head && snap.head->stored && snap.head->variant == cache_key_ ? f : nullptr;
 }
 
 // A callback that resumes `step` on this request's loop, if the request still exists. Fills

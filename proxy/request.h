@@ -99,6 +99,7 @@ class Request : public std::enable_shared_from_this<Request> {
   void reply(int status, const char* reason, evbuffer* body);
   bool serve_stale_on_error();
   bool serve_stale_revalidating(const cache::Meta& stale);
+  FillPtr joinable_first_variant() const;
   void remember_hot(const cache::Meta& meta, const cache::Stamp& stamp);
 
   Exchange* ex_;

@@ -3,7 +3,8 @@
 // the object's key plus the normalised values of a and b in the request (variant_key). Which
 // names an object varies on is learnt from its responses and kept in the VaryIndex, in memory:
 // the first response of a varying object (and the first after a restart) teaches the index and
-// is passed through; from then on requests look up, fill and store their own variant.
+// is stored as the variant of the request that brought it; from then on requests look up, fill
+// and store their own variant.
 // Pure functions plus one small thread-safe map; no I/O.
 // Tricky: `*` anywhere in any Vary line means "never matches" (never stored, never reused); an
 // absent header and an empty one are different variants; a request header that is sent twice

@@ -129,17 +129,16 @@ def test_a_vary_star_answer_is_passed_through_never_replayed(rgw, bucket, make_t
 
 
 def test_a_varying_answer_is_stored_per_variant(rgw, bucket, make_tuskd, make_relay):
-    """Issue 14: an answer with `Vary: Accept-Encoding` is stored once per Accept-Encoding value
-    (the first varying answer teaches the edge and is passed through), never replayed to a
-    request of another value."""
+    """Issue 14: an answer with `Vary: Accept-Encoding` is stored once per Accept-Encoding value,
+    never replayed to a request of another value."""
     b, data, t, off = varying_edge(rgw, bucket, make_tuskd, make_relay, "Accept-Encoding")
-    for enc, cache in [("gzip", "PASS"), ("gzip", "MISS"), ("gzip", "HIT"), ("identity", "MISS"),
-                       (None, "MISS"), ("identity", "HIT"), (None, "HIT")]:
+    for enc, cache in [("gzip", "MISS"), ("gzip", "HIT"), ("identity", "MISS"), (None, "MISS"),
+                       ("identity", "HIT"), (None, "HIT")]:
         r = t.get("/images/v.bin", headers={"Accept-Encoding": enc} if enc else {})
         assert r.status_code == 200 and r.content == data
         assert (enc, r.headers["X-Cache"]) == (enc, cache)
         assert r.headers["Vary"] == "Accept-Encoding"
-    assert rgw.request_count(off, bucket=b) == 4
+    assert rgw.request_count(off, bucket=b) == 3
     t.wait_fills_settled()
     assert t.metric("tusk_cache_objects") == 3
 

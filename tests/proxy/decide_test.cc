@@ -384,7 +384,10 @@ TEST_P(PassThroughTest, Passes) {
                     {"Content-Length", "9"},
                     {"Connection", "close"},
                     {"Retry-After", "7"},
-                    {"Location", "/elsewhere"}};
+                    {"Location", "/elsewhere"},
+                    {"ETag", "\"e\""},
+                    {"Last-Modified", "Tue, 27 Mar 2007 19:36:42 GMT"},
+                    {"Content-Encoding", "gzip"}};
     e.answer = std::make_shared<s3::Answer>(s3::Answer{head, "Odd\r\nX: 1", "<p>hi</p>"});
   }
   ErrorReply r = error_reply(e, "b", Signature::kNone);
@@ -396,6 +399,9 @@ TEST_P(PassThroughTest, Passes) {
     EXPECT_EQ(find_header(r.headers, "content-type"), "text/html");
     EXPECT_EQ(find_header(r.headers, "retry-after"), "7");
     EXPECT_EQ(find_header(r.headers, "location"), "/elsewhere");
+    EXPECT_EQ(find_header(r.headers, "etag"), "\"e\"");  // relayed as they are
+    EXPECT_EQ(find_header(r.headers, "last-modified"), "Tue, 27 Mar 2007 19:36:42 GMT");
+    EXPECT_EQ(find_header(r.headers, "content-encoding"), "gzip");
     EXPECT_EQ(find_header(r.headers, "content-length"), "");  // framing is tusk's
     EXPECT_EQ(find_header(r.headers, "connection"), "");
   }

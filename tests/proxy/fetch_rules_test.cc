@@ -201,9 +201,17 @@ TEST(FetchRules, NotModifiedMergesEndToEndHeaders) {
     EXPECT_EQ(find_header(m.stored, name), "") << name;
   }
   EXPECT_EQ(find_header(m.stored, "date"), "Thu, 03 Dec 2026 10:00:00 GMT");  // the newer Date
+  EXPECT_EQ(m.content_type, std::nullopt);  // the 304 carried none
   EXPECT_EQ(find_header(m.decide_on, "date"), "Thu, 03 Dec 2026 10:00:00 GMT");
   EXPECT_EQ(find_header(m.decide_on, "age"), "5");
   EXPECT_EQ(find_header(m.decide_on, "cache-control"), "max-age=600");
+}
+
+TEST(FetchRules, NotModifiedUpdatesContentTypeNeverContentMd5) {
+  Merged m = merge_not_modified({{"Content-MD5", "stored"}},
+                                {{"Content-Type", "text/b"}, {"Content-MD5", "other"}});
+  EXPECT_EQ(m.content_type, "text/b");
+  EXPECT_EQ(find_header(m.stored, "content-md5"), "stored");
 }
 
 TEST(FetchRules, NotModifiedWithoutDateDoesNotAgeTheEntry) {
