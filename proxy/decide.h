@@ -57,8 +57,7 @@ bool grace_allows(const cache::Meta& stale, std::int64_t now, const conf::Route&
 
 // Whether a stale entry is served at once while one background revalidation runs: within its
 // stale-while-revalidate window (RFC 5861 §3), under the same prohibitions as grace_allows.
-bool serve_while_revalidating(const cache::Meta& stale, std::int64_t now,
-                              const conf::Route& route);
+bool serve_while_revalidating(const cache::Meta& stale, std::int64_t now, const conf::Route& route);
 
 // first_byte_of's answer when the first byte cannot be known: a suffix range ("-n") on an object
 // of unknown size. The fill then learns the size (HEAD) before fetching a chunk.

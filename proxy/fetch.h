@@ -100,7 +100,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   // Heads and body files.
   bool adopt_partial(const cache::Meta& m);
   bool create_head(const s3::ResponseHead& h, std::uint64_t size);
-  bool vary_allows_storing(ObjectHead& obj, const Headers& answer);
+  bool vary_allows_storing(const ObjectHead& obj);
   void install_head(std::shared_ptr<ObjectHead> obj, BodyFilePtr body, const cache::Meta* meta);
   bool open_uncached(ObjectHead& obj, int* wfd);
   bool write_at(const char* p, std::uint64_t n, std::uint64_t off);

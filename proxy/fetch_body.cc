@@ -94,8 +94,7 @@ bool Fetch::adopt_partial(const cache::Meta& m) {
 // variant of other names (the origin changed its Vary) does not store. `*`, or too many names:
 // never stored. An object that stopped varying is forgotten by the index and its variant fill
 // not stored (requests use the object's own key again).
-bool Fetch::vary_allows_storing(ObjectHead& obj, const Headers& answer) {
-  obj.vary = vary_of(answer);
+bool Fetch::vary_allows_storing(const ObjectHead& obj) {
   VaryIndex& index = table_.vary_;
   if (obj.vary.star || obj.vary.too_many) {
     return false;
@@ -107,7 +106,6 @@ bool Fetch::vary_allows_storing(ObjectHead& obj, const Headers& answer) {
     }
     return true;
   }
-  obj.variant = variant_key(seed_.vary_base, obj.vary.names, seed_.request);
   index.learn(seed_.vary_base, obj.vary.names);
   if (!seed_.vary_names && fill_->cache_key() == seed_.vary_base) {
     if (!index.admit(seed_.vary_base, obj.variant)) {
@@ -133,9 +131,14 @@ bool Fetch::create_head(const s3::ResponseHead& h, std::uint64_t size) {
     obj->content_type = "application/octet-stream";
   }
   const std::int64_t now = table_.clock_();
-  obj->freshness = decide(200, h.headers, route_, now);  // the object's status, whatever brought its head
+  // A stored object is a 200, whichever answer (200, 206 probe, HEAD) brought its head.
+  obj->freshness = decide(200, h.headers, route_, now);
   obj->replay = replayable_headers(h.headers);
-  if (!vary_allows_storing(*obj, h.headers)) {
+  obj->vary = vary_of(h.headers);
+  if (!obj->vary.names.empty()) {
+    obj->variant = variant_key(seed_.vary_base, obj->vary.names, seed_.request);
+  }
+  if (obj->freshness.storable && !vary_allows_storing(*obj)) {
     obj->freshness.storable = false;
   }
   if (std::string enc = h.header("content-encoding"); !enc.empty() && !iequals(enc, "identity")) {
@@ -422,9 +425,10 @@ bool Fetch::spill_to_memory(int err) {
   }
   spilled_ = true;
   if (head_->size > table_.memory_spill_) {
-    spdlog::error("disk full or failing ({}) while filling {}: {} bytes exceed fill.memory_spill; "
-                  "failing the fill",
-                  std::strerror(err), object_, head_->size);
+    spdlog::error(
+        "disk full or failing ({}) while filling {}: {} bytes exceed fill.memory_spill; "
+        "failing the fill",
+        std::strerror(err), object_, head_->size);
     fail_disk(std::string("cache disk error: ") + std::strerror(err));
     return false;
   }
@@ -446,9 +450,11 @@ bool Fetch::spill_to_memory(int err) {
   for (std::uint64_t c = 0; c < chunks_; ++c) {
     for (std::uint64_t done = 0; done < filled_[c];) {
       const std::uint64_t off = c * cs_ + done;
-      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), filled_[c] - done));
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), filled_[c] - done));
       const ssize_t r = ::pread(old_body->fd(), buf.data(), want, static_cast<off_t>(off));
-      if (r <= 0 || ::pwrite(mfd, buf.data(), static_cast<std::size_t>(r), static_cast<off_t>(off)) != r) {
+      if (r <= 0 ||
+          ::pwrite(mfd, buf.data(), static_cast<std::size_t>(r), static_cast<off_t>(off)) != r) {
         if (r < 0 && errno == EINTR) {
           continue;
         }

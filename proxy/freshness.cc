@@ -111,12 +111,11 @@ CacheControl parse_cache_control(std::string_view value) {
     }
     const std::size_t eq = item.find('=');
     std::string_view raw_name = item.substr(0, eq);
-    std::string_view arg =
-        eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1);
+    std::string_view arg = eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1);
     // "max-age = 5" is not the directive's syntax (no whitespace around '='): malformed.
-    const bool spaced = eq != std::string_view::npos &&
-                        (trim_ows(raw_name).size() != raw_name.size() ||
-                         trim_ows(arg).size() != arg.size());
+    const bool spaced =
+        eq != std::string_view::npos &&
+        (trim_ows(raw_name).size() != raw_name.size() || trim_ows(arg).size() != arg.size());
     const std::string name = lower(trim_ows(raw_name));
     auto delta = [&](std::optional<std::int64_t>& slot) {
       if (!slot) {  // the first occurrence wins
@@ -252,8 +251,16 @@ StaleWindows stale_windows(const Headers& stored, const conf::Route& route) {
 
 bool is_hop_by_hop(std::string_view name) {
   static constexpr std::string_view kHop[] = {
-      "connection",        "keep-alive", "proxy-authenticate",  "proxy-authentication-info",
-      "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+      "connection",
+      "keep-alive",
+      "proxy-authenticate",
+      "proxy-authentication-info",
+      "proxy-authorization",
+      "proxy-connection",
+      "te",
+      "trailer",
+      "transfer-encoding",
+      "upgrade",
   };
   return std::any_of(std::begin(kHop), std::end(kHop),
                      [&](std::string_view h) { return iequals(name, h); });
@@ -279,8 +286,8 @@ Headers replayable_headers(const Headers& origin) {
   for (const auto& [k, v] : origin) {
     const bool own = std::any_of(std::begin(kOwn), std::end(kOwn),
                                  [&](std::string_view n) { return iequals(k, n); });
-    const bool named = std::any_of(drop.begin(), drop.end(),
-                                   [&](const std::string& n) { return iequals(k, n); });
+    const bool named =
+        std::any_of(drop.begin(), drop.end(), [&](const std::string& n) { return iequals(k, n); });
     if (!own && !named && !is_hop_by_hop(k)) {
       out.emplace_back(k, v);
     }

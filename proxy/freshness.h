@@ -59,8 +59,8 @@ bool heuristically_cacheable(int status);
 struct Freshness {
   bool storable = false;             // false: pass through, never stored
   bool revalidate_each_use = false;  // no-cache: stored, but refetched before each use
-  std::int64_t stored_at = 0;   // response time minus the age it already had upstream
-  std::int64_t expires_at = 0;  // fresh while now < expires_at
+  std::int64_t stored_at = 0;        // response time minus the age it already had upstream
+  std::int64_t expires_at = 0;       // fresh while now < expires_at
 };
 
 // Decides for a response of `status` (a stored object is 200, whichever request brought its

@@ -246,13 +246,8 @@ bool Request::serve_stale_revalidating(const cache::Meta& stale) {
   if (!fd) {
     return false;
   }
-  FillSeed seed;
+  FillSeed seed = new_seed();
   seed.stale = stale;
-  seed.direct = from_peer_;
-  seed.forward = forward_;
-  seed.vary_base = base_key_;
-  seed.vary_names = vary_names_;
-  seed.request = ex_->head().fields;
   bool joined = false;
   svc_.fills.acquire(cache_key_, target_, std::move(seed), 0, &joined);
   entity_ = entity_of(stale, std::make_shared<BodyFile>(*fd));
@@ -310,8 +305,19 @@ void Request::remember_hot(const cache::Meta& meta, const cache::Stamp& stamp) {
 
 // ---------------------------------------------------------------- Fill
 
-Request::Next Request::fill() {
+// What every fill this request starts carries of it: the forwarded headers, the variant.
+FillSeed Request::new_seed() const {
   FillSeed seed;
+  seed.direct = from_peer_;
+  seed.forward = forward_;
+  seed.vary_base = base_key_;
+  seed.vary_names = vary_names_;
+  seed.request = ex_->head().fields;
+  return seed;
+}
+
+Request::Next Request::fill() {
+  FillSeed seed = new_seed();
   seed.stale = stale_;
   seed.partial = partial_;
   // The first byte this client reads decides which chunk is fetched first.
@@ -320,11 +326,6 @@ Request::Next Request::fill() {
   // After three lookups found a complete record whose body would not open, fill a new
   // generation whatever the index says.
   seed.recheck = lookups_ < 3;
-  seed.direct = from_peer_;
-  seed.forward = forward_;
-  seed.vary_base = base_key_;
-  seed.vary_names = vary_names_;
-  seed.request = ex_->head().fields;
   fill_at_ = std::chrono::steady_clock::now();
   fill_ = joinable_first_variant();
   joined_ = fill_ != nullptr;
@@ -433,9 +434,8 @@ Request::Next Request::await_head() {
   }
   const ObjectHead& h = *snap.head;
   if (joined_ && !joined_done_ && lookups_ < 3 &&
-      (h.vary.star ||
-       (!h.vary.names.empty() &&
-        variant_key(base_key_, h.vary.names, ex_->head().fields) != h.variant))) {
+      (h.vary.star || (!h.vary.names.empty() &&
+                       variant_key(base_key_, h.vary.names, ex_->head().fields) != h.variant))) {
     // The answer varies, and not for this request's headers (or `Vary: *`, which fits none): it
     // is not this client's to share. Once the fill has left the table, look again: the index
     // now knows the object varies, and this request fills its own variant.

@@ -100,6 +100,7 @@ class Request : public std::enable_shared_from_this<Request> {
   bool serve_stale_on_error();
   bool serve_stale_revalidating(const cache::Meta& stale);
   FillPtr joinable_first_variant() const;
+  FillSeed new_seed() const;
   void remember_hot(const cache::Meta& meta, const cache::Stamp& stamp);
 
   Exchange* ex_;
@@ -111,7 +112,7 @@ class Request : public std::enable_shared_from_this<Request> {
   bool head_only_ = false;
   std::string base_key_;  // the object's cache key; cache_key_ adds the variant (Vary)
   std::optional<std::vector<std::string>> vary_names_;  // when the object is known to vary
-  Headers forward_;  // the client headers the upstream forwards (forward_headers)
+  Headers forward_;         // the client headers the upstream forwards (forward_headers)
   bool from_peer_ = false;  // asked by another edge (kPeerHeader): fill from the upstream
   bool closed_ = false;     // the client connection is gone
   bool started_ = false;    // a reply has been started (status line sent)

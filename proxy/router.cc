@@ -112,13 +112,14 @@ conf::Result<Target, RouteError> with_query(Target t, std::string_view request_t
       continue;
     }
     if (t.query.size() == kMaxQueryParams) {
-      return conf::unexpected(RouteError{
-          RouteErrc::kBadPath, "more than " + std::to_string(kMaxQueryParams) + " query parameters"});
+      return conf::unexpected(
+          RouteError{RouteErrc::kBadPath,
+                     "more than " + std::to_string(kMaxQueryParams) + " query parameters"});
     }
     const std::size_t eq = item.find('=');
     auto name = percent_decode(item.substr(0, eq));
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{}
-                                                             : item.substr(eq + 1));
+    auto value =
+        percent_decode(eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1));
     if (!name || !value) {
       return conf::unexpected(RouteError{RouteErrc::kBadPath, "bad query string"});
     }
@@ -160,8 +161,11 @@ conf::Result<Target, RouteError> Router::route(std::string_view host,
   if (best == nullptr) {
     return conf::unexpected(RouteError{RouteErrc::kNotFound, "no route for this path"});
   }
-  return with_query(Target{best, best->upstream, best->bucket,
-                           best->key_prefix + path.substr(best->prefix.size()), {}},
+  return with_query(Target{best,
+                           best->upstream,
+                           best->bucket,
+                           best->key_prefix + path.substr(best->prefix.size()),
+                           {}},
                     target);
 }
 

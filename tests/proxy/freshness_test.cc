@@ -44,20 +44,19 @@ using H = Headers;
 // Storage: no-store, private, Vary; the route's override.
 INSTANTIATE_TEST_SUITE_P(
     Storage, DecideTest,
-    testing::Values(
-        Case{"no-store", H{{"Cache-Control", "no-store"}}, false},
-        Case{"no-store in any case (cc-resp-no-store-case-insensitive)",
-             H{{"Cache-Control", "No-StOrE"}}, false},
-        Case{"no-store beats max-age (cc-resp-no-store-fresh)",
-             H{{"Cache-Control", "max-age=10000, no-store"}}, false},
-        Case{"private (cc-resp-private-shared)", H{{"Cache-Control", "private, max-age=60"}},
-             false},
-        Case{"qualified private is private", H{{"Cache-Control", "private=\"a\", max-age=60"}},
-             false},
-        Case{"no-store beats override", H{{"Cache-Control", "no-store"}}, false, false, 0, 200,
-             true},
-        Case{"Vary is the fill's to judge (proxy/vary.h)", H{{"Vary", "Accept-Encoding"}}, true,
-             false, kHeuristic}));
+    testing::Values(Case{"no-store", H{{"Cache-Control", "no-store"}}, false},
+                    Case{"no-store in any case (cc-resp-no-store-case-insensitive)",
+                         H{{"Cache-Control", "No-StOrE"}}, false},
+                    Case{"no-store beats max-age (cc-resp-no-store-fresh)",
+                         H{{"Cache-Control", "max-age=10000, no-store"}}, false},
+                    Case{"private (cc-resp-private-shared)",
+                         H{{"Cache-Control", "private, max-age=60"}}, false},
+                    Case{"qualified private is private",
+                         H{{"Cache-Control", "private=\"a\", max-age=60"}}, false},
+                    Case{"no-store beats override", H{{"Cache-Control", "no-store"}}, false, false,
+                         0, 200, true},
+                    Case{"Vary is the fill's to judge (proxy/vary.h)",
+                         H{{"Vary", "Accept-Encoding"}}, true, false, kHeuristic}));
 
 // Explicit freshness: s-maxage > max-age > Expires; parsing.
 INSTANTIATE_TEST_SUITE_P(
@@ -67,15 +66,14 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"max-age=0 (freshness-max-age-0)", H{{"Cache-Control", "max-age=0"}}, true, false, 0},
         Case{"negative max-age is malformed: stale (freshness-max-age-negative)",
              H{{"Cache-Control", "max-age=-3600"}}, true, false, 0},
-        Case{"s-maxage beats max-age", H{{"Cache-Control", "max-age=30, s-maxage=90"}}, true,
-             false, 90},
+        Case{"s-maxage beats max-age", H{{"Cache-Control", "max-age=30, s-maxage=90"}}, true, false,
+             90},
         Case{"shorter s-maxage beats max-age (freshness-max-age-s-maxage-shared-longer)",
              H{{"Cache-Control", "max-age=3600, s-maxage=1"}}, true, false, 1},
         Case{"the same reversed (…-shared-longer-reversed)",
              H{{"Cache-Control", "s-maxage=1, max-age=3600"}}, true, false, 1},
         Case{"split over two lines (…-shared-longer-multiple)",
-             H{{"Cache-Control", "max-age=3600"}, {"Cache-Control", "s-maxage=1"}}, true, false,
-             1},
+             H{{"Cache-Control", "max-age=3600"}, {"Cache-Control", "s-maxage=1"}}, true, false, 1},
         Case{"two headers merged", H{{"Cache-Control", "public"}, {"cache-control", "max-age=7"}},
              true, false, 7},
         Case{"directive names are case-insensitive", H{{"Cache-Control", "MAX-AGE=44"}}, true,
@@ -92,14 +90,13 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"escaped quote inside a quoted argument",
              H{{"Cache-Control", "x=\"a\\\", max-age=9000\", max-age=2"}}, true, false, 2},
         Case{"quoted comma", H{{"Cache-Control", "foo=\"a,b\", max-age=12"}}, true, false, 12},
-        Case{"malformed max-age is stale, not heuristic", H{{"Cache-Control", "max-age=abc"}},
-             true, false, 0},
-        Case{"fractional max-age is malformed", H{{"Cache-Control", "max-age=3600.5"}}, true,
+        Case{"malformed max-age is stale, not heuristic", H{{"Cache-Control", "max-age=abc"}}, true,
              false, 0},
-        Case{"space around = is malformed", H{{"Cache-Control", "max-age = 3600"}}, true, false,
+        Case{"fractional max-age is malformed", H{{"Cache-Control", "max-age=3600.5"}}, true, false,
              0},
-        Case{"max-age without a value is malformed", H{{"Cache-Control", "max-age"}}, true,
-             false, 0},
+        Case{"space around = is malformed", H{{"Cache-Control", "max-age = 3600"}}, true, false, 0},
+        Case{"max-age without a value is malformed", H{{"Cache-Control", "max-age"}}, true, false,
+             0},
         Case{"first of two max-age wins", H{{"Cache-Control", "max-age=10, max-age=3600"}}, true,
              false, 10},
         Case{"first of two max-age lines wins",
@@ -115,10 +112,10 @@ INSTANTIATE_TEST_SUITE_P(
              H{{"Cache-Control", "no-cache=\"Set-Cookie\", max-age=60"}}, true, false, 60},
         Case{"unknown directives ignored", H{{"Cache-Control", "nothing-to-see-here, max-age=8"}},
              true, false, 8},
-        Case{"override ignores max-age", H{{"Cache-Control", "max-age=5"}}, true, false,
-             kHeuristic, 200, true},
-        Case{"override ignores no-cache", H{{"Cache-Control", "no-cache"}}, true, false,
-             kHeuristic, 200, true}));
+        Case{"override ignores max-age", H{{"Cache-Control", "max-age=5"}}, true, false, kHeuristic,
+             200, true},
+        Case{"override ignores no-cache", H{{"Cache-Control", "no-cache"}}, true, false, kHeuristic,
+             200, true}));
 
 // Expires (RFC 9111 §5.3): relative to Date; invalid means already stale, never heuristic.
 INSTANTIATE_TEST_SUITE_P(
@@ -155,8 +152,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"RFC 850 form is valid",
              H{{"Date", kDateNow}, {"Expires", "Tuesday, 14-Nov-23 23:13:20 GMT"}}, true, false,
              3600},
-        Case{"asctime form is valid", H{{"Date", kDateNow}, {"Expires", "Tue Nov 14 23:13:20 2023"}},
-             true, false, 3600},
+        Case{"asctime form is valid",
+             H{{"Date", kDateNow}, {"Expires", "Tue Nov 14 23:13:20 2023"}}, true, false, 3600},
         Case{"two different Expires lines: stale (freshness-expires-invalid-multiple-lines)",
              H{{"Date", kDateNow},
                {"Expires", "Tue, 14 Nov 2023 23:13:20 GMT"},
@@ -167,14 +164,14 @@ INSTANTIATE_TEST_SUITE_P(
                {"Expires", "Tue, 14 Nov 2023 23:13:20 GMT"},
                {"Expires", "Tue, 14 Nov 2023 23:13:20 GMT"}},
              true, false, 3600},
-        Case{"max-age beats expires", H{{"Cache-Control", "max-age=5"},
-                                        {"Expires", "Tue, 14 Nov 2023 23:13:20 GMT"}},
-             true, false, 5},
+        Case{"max-age beats expires",
+             H{{"Cache-Control", "max-age=5"}, {"Expires", "Tue, 14 Nov 2023 23:13:20 GMT"}}, true,
+             false, 5},
         Case{"max-age=0 beats a future expires (freshness-max-age-0-expires)",
              H{{"Cache-Control", "max-age=0"}, {"Expires", "Tue, 14 Nov 2023 23:13:20 GMT"}}, true,
              false, 0},
-        Case{"max-age beats an invalid expires", H{{"Cache-Control", "max-age=50"}, {"Expires", "0"}},
-             true, false, 50},
+        Case{"max-age beats an invalid expires",
+             H{{"Cache-Control", "max-age=50"}, {"Expires", "0"}}, true, false, 50},
         Case{"Age counts against Expires (freshness-expires-age-slow-date)",
              H{{"Date", "Tue, 14 Nov 2023 22:13:10 GMT"},
                {"Expires", "Tue, 14 Nov 2023 22:13:30 GMT"},
@@ -188,8 +185,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"age reduces lifetime", H{{"Cache-Control", "max-age=100"}, {"Age", "40"}}, true,
              false, 60},
         Case{"age beyond max-age is stale (freshness-max-age-age)",
-             H{{"Date", kDateNow}, {"Cache-Control", "max-age=3600"}, {"Age", "7200"}}, true,
-             false, -3600},
+             H{{"Date", kDateNow}, {"Cache-Control", "max-age=3600"}, {"Age", "7200"}}, true, false,
+             -3600},
         Case{"an old Date ages the response",
              H{{"Date", "Tue, 14 Nov 2023 22:12:20 GMT"}, {"Cache-Control", "max-age=100"}}, true,
              false, 40},
@@ -234,10 +231,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"410 is", H{}, true, false, kHeuristic, 410},
         Case{"301 is", H{}, true, false, kHeuristic, 301},
         Case{"206 is", H{}, true, false, kHeuristic, 206},
-        Case{"403 is not", H{}, true, false, 0, 403},
-        Case{"302 is not", H{}, true, false, 0, 302},
-        Case{"502 is not", H{}, true, false, 0, 502},
-        Case{"503 is not", H{}, true, false, 0, 503},
+        Case{"403 is not", H{}, true, false, 0, 403}, Case{"302 is not", H{}, true, false, 0, 302},
+        Case{"502 is not", H{}, true, false, 0, 502}, Case{"503 is not", H{}, true, false, 0, 503},
         Case{"504 is not", H{}, true, false, 0, 504},
         Case{"599 is not, public or not", H{{"Cache-Control", "public"}}, true, false, 0, 599},
         Case{"403 with max-age: explicit freshness", H{{"Cache-Control", "max-age=30"}}, true,
@@ -305,9 +300,8 @@ TEST(CacheControl, EmptyAndJunkAreHarmless) {
 
 TEST(StaleWindows, FromTheStoredCacheControl) {
   conf::Route route;
-  StaleWindows w =
-      stale_windows(H{{"Cache-Control", "max-age=1, stale-while-revalidate=30, stale-if-error=60"}},
-                    route);
+  StaleWindows w = stale_windows(
+      H{{"Cache-Control", "max-age=1, stale-while-revalidate=30, stale-if-error=60"}}, route);
   EXPECT_TRUE(w.allowed);
   EXPECT_EQ(w.while_revalidate, 30);
   EXPECT_EQ(w.if_error, 60);
@@ -367,9 +361,8 @@ TEST(Replayable, DropsFieldsQualifiedNoCacheNames) {
 }
 
 TEST(HopByHop, FixedAndNominated) {
-  for (const char* h : {"Connection", "keep-alive", "Proxy-Authorization", "Proxy-Connection",
-                        "TE", "Trailer", "Transfer-Encoding", "Upgrade",
-                        "Proxy-Authentication-Info"}) {
+  for (const char* h : {"Connection", "keep-alive", "Proxy-Authorization", "Proxy-Connection", "TE",
+                        "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authentication-Info"}) {
     EXPECT_TRUE(is_hop_by_hop(h)) << h;
   }
   EXPECT_FALSE(is_hop_by_hop("Set-Cookie"));
