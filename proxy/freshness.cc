@@ -283,13 +283,14 @@ Headers replayable_headers(const Headers& origin) {
     drop.push_back(std::move(f));
   }
   Headers out;
-  for (const auto& [k, v] : origin) {
+  for (const auto& field : origin) {
+    const std::string& k = field.first;  // (clang 14 lambdas cannot capture a structured binding)
     const bool own = std::any_of(std::begin(kOwn), std::end(kOwn),
                                  [&](std::string_view n) { return iequals(k, n); });
     const bool named =
         std::any_of(drop.begin(), drop.end(), [&](const std::string& n) { return iequals(k, n); });
     if (!own && !named && !is_hop_by_hop(k)) {
-      out.emplace_back(k, v);
+      out.push_back(field);
     }
   }
   return out;

@@ -150,12 +150,12 @@ Request::Next Request::recv() {
   if (!upstream_->forward_headers.empty()) {
     // A field the client's Connection names is hop-by-hop: never forwarded (RFC 9110 §7.6.1).
     const std::vector<std::string> hop = connection_nominated(in.fields);
-    for (const auto& [name, value] : in.fields) {
-      auto named = [&](const std::string& f) { return iequals(name, f); };
+    for (const auto& field : in.fields) {
+      auto named = [&](const std::string& f) { return iequals(field.first, f); };
       if (std::any_of(upstream_->forward_headers.begin(), upstream_->forward_headers.end(),
                       named) &&
           std::none_of(hop.begin(), hop.end(), named)) {
-        forward_.emplace_back(name, value);  // every line, in order (bounded by the head's size)
+        forward_.push_back(field);  // every line, in order (bounded by the head's size)
       }
     }
   }

@@ -21,7 +21,7 @@ struct Target {
   std::string key;  // decoded object key
   // The decoded query parameters, in order, when the route has `query: key` (else empty): part
   // of the cache key, forwarded and signed upstream.
-  std::vector<std::pair<std::string, std::string>> query;
+  std::vector<std::pair<std::string, std::string>> query = {};
 };
 
 // A route with `query: key` accepts at most this many query parameters (more: 400).
