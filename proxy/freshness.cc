@@ -44,27 +44,14 @@ std::string unquote(std::string_view v) {
   return out;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
-  return out;
-}
-
-// Splits a comma list into trimmed, non-empty members, lower case.
+// The non-empty members of a comma list, lower case.
 std::vector<std::string> lower_list(std::string_view v) {
   std::vector<std::string> out;
-  std::size_t i = 0;
-  while (i <= v.size()) {
-    std::size_t j = v.find(',', i);
-    if (j == std::string_view::npos) {
-      j = v.size();
-    }
-    std::string_view item = trim_ows(v.substr(i, j - i));
+  for_each_list_member(v, [&](std::string_view item) {
     if (!item.empty()) {
-      out.push_back(lower(item));
+      out.push_back(ascii_lowered(item));
     }
-    i = j + 1;
-  }
+  });
   return out;
 }
 
@@ -116,7 +103,7 @@ CacheControl parse_cache_control(std::string_view value) {
     const bool spaced =
         eq != std::string_view::npos &&
         (trim_ows(raw_name).size() != raw_name.size() || trim_ows(arg).size() != arg.size());
-    const std::string name = lower(trim_ows(raw_name));
+    const std::string name = ascii_lowered(trim_ows(raw_name));
     auto delta = [&](std::optional<std::int64_t>& slot) {
       if (!slot) {  // the first occurrence wins
         slot = spaced ? 0 : parse_delta(arg).value_or(0);

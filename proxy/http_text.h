@@ -31,6 +31,28 @@ inline bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// `s` in ASCII lower case.
+inline std::string ascii_lowered(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
+  return out;
+}
+
+// Calls f(member) for each comma-separated member of a list value, trimmed of OWS, empty
+// members included (Cache-Control, Connection, Vary and request header values).
+template <typename F>
+void for_each_list_member(std::string_view v, F f) {
+  std::size_t i = 0;
+  while (i <= v.size()) {
+    std::size_t j = v.find(',', i);
+    if (j == std::string_view::npos) {
+      j = v.size();
+    }
+    f(trim_ows(v.substr(i, j - i)));
+    i = j + 1;
+  }
+}
+
 // Header fields as a list of (name, value), in order: request heads, responses, origin answers.
 using Headers = std::vector<std::pair<std::string, std::string>>;
 

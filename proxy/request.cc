@@ -352,10 +352,7 @@ Request::Next Request::fill() {
       // fresh, it may not be reused without the origin (RFC 9111 §4). Once its fill has left
       // the table, look again: revalidate it, or fetch anew. Requests that came while it was
       // arriving share it (collapsed), as they share every fill.
-      FillPtr done = std::move(fill_);
-      joined_ = false;
-      step_ = Step::kLookup;
-      return done->wait_retired(resume(&Request::drive)) ? Next::kPark : Next::kContinue;
+      return look_again_after_fill();
     }
   }
   step_ = Step::kAwaitHead;
@@ -375,6 +372,15 @@ FillPtr Request::joinable_first_variant() const {
   }
   const Fill::Snapshot snap = f->snapshot();
   return snap.head && snap.head->stored && snap.head->variant == cache_key_ ? f : nullptr;
+}
+
+// Leaves the joined fill, and looks up again once it has left the table (its records are then
+// in the index).
+Request::Next Request::look_again_after_fill() {
+  FillPtr left = std::move(fill_);
+  joined_ = false;
+  step_ = Step::kLookup;
+  return left->wait_retired(resume(&Request::drive)) ? Next::kPark : Next::kContinue;
 }
 
 // A callback that resumes `step` on this request's loop, if the request still exists. Fills
@@ -439,10 +445,7 @@ Request::Next Request::await_head() {
     // The answer varies, and not for this request's headers (or `Vary: *`, which fits none): it
     // is not this client's to share. Once the fill has left the table, look again: the index
     // now knows the object varies, and this request fills its own variant.
-    FillPtr other = std::move(fill_);
-    joined_ = false;
-    step_ = Step::kLookup;
-    return other->wait_retired(resume(&Request::drive)) ? Next::kPark : Next::kContinue;
+    return look_again_after_fill();
   }
   entity_ = Entity{
       h.size,       h.etag,    h.last_modified, h.content_type, h.replay, h.freshness.stored_at,

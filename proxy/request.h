@@ -101,6 +101,7 @@ class Request : public std::enable_shared_from_this<Request> {
   bool serve_stale_revalidating(const cache::Meta& stale);
   FillPtr joinable_first_variant() const;
   FillSeed new_seed() const;
+  Next look_again_after_fill();
   void remember_hot(const cache::Meta& meta, const cache::Stamp& stamp);
 
   Exchange* ex_;

@@ -4,41 +4,17 @@
 #include <functional>
 
 namespace proxy {
-namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
-  return out;
-}
-
-// Calls f(member) for each comma-separated member of v, trimmed (empty members included).
-template <typename F>
-void for_each_member(std::string_view v, F f) {
-  std::size_t i = 0;
-  while (i <= v.size()) {
-    std::size_t j = v.find(',', i);
-    if (j == std::string_view::npos) {
-      j = v.size();
-    }
-    f(trim_ows(v.substr(i, j - i)));
-    i = j + 1;
-  }
-}
-
-}  // namespace
-
 VarySpec vary_of(const Headers& response) {
   VarySpec spec;
   for (const auto& [k, v] : response) {
     if (!iequals(k, "vary")) {
       continue;
     }
-    for_each_member(v, [&](std::string_view m) {
+    for_each_list_member(v, [&](std::string_view m) {
       if (m == "*") {
         spec.star = true;
       } else if (!m.empty()) {
-        spec.names.push_back(lower(m));
+        spec.names.push_back(ascii_lowered(m));
       }
     });
   }
@@ -61,7 +37,7 @@ std::string variant_key(const std::string& base_key, const std::vector<std::stri
       if (!iequals(k, name)) {
         continue;
       }
-      for_each_member(v, [&](std::string_view m) {
+      for_each_list_member(v, [&](std::string_view m) {
         if (present || !value.empty()) {
           value += ',';
         }
