@@ -100,20 +100,22 @@ namespace {
 // forget it. With the epoll changelist (worker loops, proxy/loop.h) event_del only records the
 // change and the next dispatch applies it; a socket closed at once would free its number for
 // another thread's accept or open before that epoll_ctl, which then names someone else's file
-// (the kernel answers ENOENT, but it is a race on the number, and ThreadSanitizer reports it).
-// A zero timeout runs after the next dispatch, which applies the changelist first.
+// (the kernel answers ENOENT or EPERM, but it is a race on the number, and ThreadSanitizer
+// reports it). The close is a timer of 1 µs: timers run after the next dispatch, which applies
+// the changelist first. Not a zero timeout: event_base_once activates those at once, in this
+// same pass of callbacks, before any dispatch (the flaw CI's TSan pass caught in issue 14).
 void free_and_close_later(event_base* base, bufferevent* bev) {
   const evutil_socket_t fd = bufferevent_getfd(bev);
   bufferevent_free(bev);
   if (fd < 0) {
     return;
   }
-  const timeval now{0, 0};
+  const timeval soon{0, 1};
   auto close_fd = [](evutil_socket_t, short, void* arg) {
     evutil_closesocket(static_cast<evutil_socket_t>(reinterpret_cast<std::intptr_t>(arg)));
   };
   if (event_base_once(base, -1, EV_TIMEOUT, close_fd,
-                      reinterpret_cast<void*>(static_cast<std::intptr_t>(fd)), &now) != 0) {
+                      reinterpret_cast<void*>(static_cast<std::intptr_t>(fd)), &soon) != 0) {
     evutil_closesocket(fd);
   }
 }
