@@ -470,6 +470,39 @@ Done set_forward_headers(const Value& v, std::vector<std::string>& out) {
   return {};
 }
 
+// A list of CIDR ranges (`allow`, `trusted_proxies`): at least one, at most 1,024, no repeats.
+Done set_cidr_list(const Value& v, CidrList& out) {
+  if (!v.node.IsSequence()) {
+    return unexpected(v.fail("expected a list of addresses or CIDR ranges, got " +
+                             describe(v.node)));
+  }
+  if (v.node.size() == 0) {
+    return unexpected(v.fail("is empty; leave the key out to set no limit"));
+  }
+  if (v.node.size() > 1024) {
+    return unexpected(v.fail("at most 1024 ranges"));
+  }
+  CidrList list;
+  for (std::size_t i = 0; i < v.node.size(); ++i) {
+    const Value item{v.node[i], v.node[i].Mark(), v.path + "[" + std::to_string(i) + "]"};
+    auto s = read_string(item);
+    if (!s) {
+      return unexpected(s.error());
+    }
+    auto range = parse_cidr(*s);
+    if (!range) {
+      return unexpected(item.fail(range.error()));
+    }
+    const auto& have = list.ranges();
+    if (std::find(have.begin(), have.end(), *range) != have.end()) {
+      return unexpected(item.fail("duplicate range " + in_quotes(*s)));
+    }
+    list.add(*range);
+  }
+  out = std::move(list);
+  return {};
+}
+
 Done read_server(const Value& v, Server& out) {
   return read_section(
       v, {
@@ -488,6 +521,9 @@ Done read_server(const Value& v, Server& out) {
              {"drain_timeout",
               [&](const Value& f) { return set_seconds(f, Zero::kAllowed, out.drain_timeout); }},
              {"sendfile", [&](const Value& f) { return set_bool(f, out.sendfile); }},
+             {"trusted_proxies",
+              [&](const Value& f) { return set_cidr_list(f, out.trusted_proxies); }},
+             {"proxy_protocol", [&](const Value& f) { return set_bool(f, out.proxy_protocol); }},
              {"max_header_size",
               [&](const Value& f) -> Done {
                 if (auto r = set_size(f, out.max_header_size); !r) {
@@ -927,7 +963,74 @@ Done set_host(const Value& v, std::string& out) {
   return {};
 }
 
-Check<Route> read_route(const Value& v, const std::map<std::string, Upstream>& upstreams) {
+// A region or service name of a credential scope: 1..64 of a-z 0-9 -.
+Done set_aws_scope(const Value& v, std::string& out) {
+  auto s = read_string(v);
+  if (!s) {
+    return unexpected(s.error());
+  }
+  const bool ok = !s->empty() && s->size() <= 64 && std::all_of(s->begin(), s->end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+  if (!ok) {
+    return unexpected(v.fail("expected 1..64 of a-z 0-9 -, got " + in_quotes(*s)));
+  }
+  out = *s;
+  return {};
+}
+
+// A route's token or client-key file: read whole (bounded), parsed by `parse`, warned about when
+// others may read it. Errors name the file and the line, never a secret.
+template <typename T, typename Parse>
+Done read_auth_file(const Value& v, const Context& ctx, std::string& path_out, T& out,
+                    Parse parse) {
+  auto file = read_string(v);
+  if (!file) {
+    return unexpected(file.error());
+  }
+  if (file->empty()) {
+    return unexpected(v.fail("must not be empty"));
+  }
+  const std::string path = resolve(ctx.base_dir, *file);
+  auto data = read_whole_file(path, kMaxAuthFileBytes);
+  if (!data) {
+    return unexpected(v.fail("cannot read '" + path + "': " + data.error()));
+  }
+  auto parsed = parse(*data);
+  if (!parsed) {
+    return unexpected(v.fail("'" + path + "': " + parsed.error()));
+  }
+  warn_if_open_to_others(v, ctx, path);
+  path_out = path;
+  out = std::move(*parsed);
+  return {};
+}
+
+// The access-control keys of a route must agree with its `auth`.
+Done check_route_auth(const Value& v, const std::set<std::string>& seen, const Route& route) {
+  const bool token = route.auth == Auth::kToken;
+  const bool presigned = route.auth == Auth::kPresigned;
+  if (token && seen.count("auth_token_file") == 0) {
+    return unexpected(v.fail("auth: token needs auth_token_file"));
+  }
+  if (presigned && seen.count("client_keys_file") == 0) {
+    return unexpected(v.fail("auth: presigned needs client_keys_file"));
+  }
+  if (!token && seen.count("auth_token_file") != 0) {
+    return unexpected(v.fail("auth_token_file is only for auth: token"));
+  }
+  if (!presigned) {
+    for (std::string_view key : {"client_keys_file", "auth_region", "auth_service"}) {
+      if (seen.count(std::string(key)) != 0) {
+        return unexpected(v.fail(std::string(key) + " is only for auth: presigned"));
+      }
+    }
+  }
+  return {};
+}
+
+Check<Route> read_route(const Value& v, const std::map<std::string, Upstream>& upstreams,
+                        const Context& ctx) {
   Route route;
   route.line = v.mark.is_null() ? 0 : v.mark.line + 1;
   std::optional<Value> key_node;
@@ -967,9 +1070,33 @@ Check<Route> read_route(const Value& v, const std::map<std::string, Upstream>& u
                 return set_choice(f, {{"whole", Prefetch::kWhole}, {"none", Prefetch::kNone}},
                                   route.prefetch);
               }},
+             {"allow", [&](const Value& f) { return set_cidr_list(f, route.allow); }},
+             {"auth",
+              [&](const Value& f) {
+                return set_choice(
+                    f,
+                    {{"none", Auth::kNone}, {"token", Auth::kToken}, {"presigned", Auth::kPresigned}},
+                    route.auth);
+              }},
+             {"auth_token_file",
+              [&](const Value& f) {
+                return read_auth_file(f, ctx, route.auth_token_file, route.tokens,
+                                      parse_token_file);
+              }},
+             {"client_keys_file",
+              [&](const Value& f) {
+                return read_auth_file(f, ctx, route.client_keys_file, route.client_keys,
+                                      parse_client_keys);
+              }},
+             {"auth_region", [&](const Value& f) { return set_aws_scope(f, route.auth_region); }},
+             {"auth_service",
+              [&](const Value& f) { return set_aws_scope(f, route.auth_service); }},
          });
   if (!seen) {
     return unexpected(seen.error());
+  }
+  if (auto r = check_route_auth(v, *seen, route); !r) {
+    return unexpected(r.error());
   }
   const bool exact = seen->count("path") != 0;
   const bool prefix = seen->count("prefix") != 0;
@@ -1001,7 +1128,7 @@ Check<Route> read_route(const Value& v, const std::map<std::string, Upstream>& u
 }
 
 Done read_routes(const Value& v, const std::map<std::string, Upstream>& upstreams,
-                 std::vector<Route>& out) {
+                 const Context& ctx, std::vector<Route>& out) {
   if (v.node.IsNull()) {
     return {};
   }
@@ -1015,7 +1142,7 @@ Done read_routes(const Value& v, const std::map<std::string, Upstream>& upstream
   for (std::size_t i = 0; i < v.node.size(); ++i) {
     const YAML::Node item = v.node[i];
     const Value route_value{item, item.Mark(), "routes[" + std::to_string(i) + "]"};
-    auto route = read_route(route_value, upstreams);
+    auto route = read_route(route_value, upstreams, ctx);
     if (!route) {
       return unexpected(route.error());
     }
@@ -1061,6 +1188,10 @@ Check<Config> read_config(const YAML::Node& root, const Context& ctx) {
   if (r = read_server(section("server"), config.server); !r) {
     return unexpected(r.error());
   }
+  if (config.server.proxy_protocol && config.server.trusted_proxies.empty()) {
+    return unexpected(section("server").fail(
+        "proxy_protocol needs trusted_proxies (the balancers allowed to send it)"));
+  }
   if (r = read_admin(section("admin"), ctx, config.server, config.admin); !r) {
     return unexpected(r.error());
   }
@@ -1079,7 +1210,7 @@ Check<Config> read_config(const YAML::Node& root, const Context& ctx) {
   if (r = read_upstreams(section("upstreams"), ctx, config.upstreams); !r) {
     return unexpected(r.error());
   }
-  if (r = read_routes(section("routes"), config.upstreams, config.routes); !r) {
+  if (r = read_routes(section("routes"), config.upstreams, ctx, config.routes); !r) {
     return unexpected(r.error());
   }
   return config;

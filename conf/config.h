@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "conf/cidr.h"
+#include "conf/client_auth.h"
 #include "conf/result.h"
 
 namespace conf {
@@ -62,6 +64,16 @@ struct Route {
   Seconds grace{0};           // serve stale this long when the upstream fails
   Prefetch prefetch = Prefetch::kWhole;
   Query query = Query::kIgnore;
+  // Who may read (issue 15), decided before any lookup: the client's address must be in
+  // `allow` (empty: any address), then `auth` must be satisfied.
+  CidrList allow;
+  Auth auth = Auth::kNone;
+  std::string auth_token_file;               // auth: token (re-read on reload)
+  std::vector<std::string> tokens;           // its tokens
+  std::string client_keys_file;              // auth: presigned (re-read on reload)
+  std::map<std::string, std::string> client_keys;  // access key -> secret key
+  std::string auth_region = "us-east-1";     // the credential scope presigned URLs must name
+  std::string auth_service = "s3";
   int line = 0;  // where it was declared, for messages
 };
 
@@ -81,6 +93,12 @@ struct Server {
   // (false: nginx's `sendfile off`, for file systems where sendfile is slow or unsupported).
   // Reloadable: a request uses the setting of the configuration it started with.
   bool sendfile = true;
+  // Peers whose word on the client's address is taken (X-Forwarded-For's right-most untrusted
+  // entry, or the PROXY protocol): a balancer in front. Reloadable.
+  CidrList trusted_proxies;
+  // Connections from trusted_proxies begin with a PROXY protocol header (v1 or v2, HAProxy's
+  // send-proxy / send-proxy-v2); needs a restart. Connections from other peers never do.
+  bool proxy_protocol = false;
 };
 
 struct Admin {

@@ -56,5 +56,6 @@ std::vector<Command> add_queue_commands(CLI::App& app, const EnvFn& env);    // 
 std::vector<Command> add_intake_commands(CLI::App& app, const EnvFn& env);   // cli_intake.cc
 std::vector<Command> add_serve_commands(CLI::App& app, const EnvFn& env);    // cli_serve.cc
 std::vector<Command> add_migrate_commands(CLI::App& app, const EnvFn& env);  // cli_migrate.cc
+std::vector<Command> add_presign_commands(CLI::App& app, const EnvFn& env);  // cli_presign.cc
 
 }  // namespace installer

@@ -1,5 +1,6 @@
 // `tusk`: the command line. Subcommands describe-images, install-image, bundle-image, unbundle,
-// images and cache (ls, purge, warm, verify, stats), parsed with CLI11 (`--help` on each).
+// images, cache (ls, purge, warm, verify, stats), presign and the families of installer/cli_*.cc,
+// parsed with CLI11 (`--help` on each).
 // Everything here is option plumbing: the work is in the installer library. Results go to stdout,
 // progress and diagnostics to stderr.
 #include <curl/curl.h>
@@ -439,8 +440,9 @@ int run(int argc, char** argv) {
 
   // The other ways images come in (issue 12), each family in its installer/cli_*.cc.
   std::vector<Command> more;
-  for (auto* add :
-       {add_queue_commands, add_intake_commands, add_serve_commands, add_migrate_commands}) {
+  // And `tusk presign` (cli_presign.cc): URLs for tuskd's `auth: presigned` routes.
+  for (auto* add : {add_queue_commands, add_intake_commands, add_serve_commands,
+                    add_migrate_commands, add_presign_commands}) {
     for (auto& c : add(app, env)) more.push_back(std::move(c));
   }
 

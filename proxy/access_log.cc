@@ -132,11 +132,33 @@ std::string loggable_url(std::string_view url) {
   return out;
 }
 
+namespace {
+// One space-free token: printable ASCII kept, anything else (space, '"', '\\', control and
+// non-ASCII bytes) as \xHH, at most 128 bytes of input.
+std::string user_field(std::string_view user) {
+  std::string out;
+  for (unsigned char c : user.substr(0, 128)) {
+    if (c > 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+}  // namespace
+
 std::string format_combined(const AccessEntry& e) {
   std::string out;
   out.reserve(256 + e.target.size());
   out += e.client.empty() ? std::string("-") : s3::printable(e.client, 64);
-  out += " - - [";
+  out += " - ";
+  // The remote user field (%u): the key id of a presigned URL or token, quoted only if it would
+  // break the field (client bytes: printable, spaces and quotes escaped).
+  out += e.user.empty() ? std::string("-") : user_field(e.user);
+  out += " [";
   out += second_text(floor_div(e.unix_ms, 1000)).clf;
   out += "] \"";
   if (e.method.empty()) {
@@ -203,6 +225,10 @@ std::string format_json(const AccessEntry& e) {
       out, s3::printable(e.referer.empty() ? std::string() : loggable_url(e.referer), kMaxField));
   out += ",\"user_agent\":";
   append_json_string(out, s3::printable(e.user_agent, kMaxField));
+  if (!e.user.empty()) {
+    out += ",\"user\":";
+    append_json_string(out, s3::printable(e.user, 128));
+  }
   out += ",\"upstream_time\":";
   append_seconds(out, e.upstream_ms, "null");
   out += ",\"request_time\":";

@@ -25,7 +25,8 @@ namespace proxy {
 // What one line says. Views must live for the call that formats them.
 struct AccessEntry {
   std::int64_t unix_ms = 0;     // when the answer ended (wall clock, milliseconds)
-  std::string_view client;      // the peer's address; "" unknown
+  std::string_view client;      // the client's address (after trusted proxies); "" unknown
+  std::string_view user;        // the key id of a presigned URL or token; "" none
   std::string_view method;      // "" : no request could be read (then `reason` says why)
   std::string_view target;      // the request-target as sent (logged through loggable_url)
   int minor = 1;                // HTTP/1.<minor>

@@ -24,6 +24,7 @@
 #include "proxy/http_text.h"
 #include "proxy/metrics.h"
 #include "proxy/outcome.h"
+#include "proxy/proxy_protocol.h"
 #include "s3/sign.h"
 
 namespace proxy {
@@ -44,7 +45,7 @@ class ConnExchange final : public Exchange {
 
 class Connection {
  public:
-  enum class State { kFresh, kIdle, kHead, kBody, kBusy, kFlushing, kLinger, kClosed };
+  enum class State { kProxy, kFresh, kIdle, kHead, kBody, kBusy, kFlushing, kLinger, kClosed };
 
   // Takes `bev` (a socket bufferevent that closes its socket when freed).
   Connection(ConnectionSet& set, bufferevent* bev);
@@ -69,6 +70,7 @@ class Connection {
   static void on_resume(int, short, void* self);
 
   void process_input();
+  bool read_proxy_header();  // true: go on with the next state
   bool read_head();  // true: go on with the next state
   bool read_body();
   void dispatch();
@@ -135,26 +137,20 @@ void send_final_answer(int fd, int status, std::string_view reason, std::string_
   [[maybe_unused]] ssize_t n = ::send(fd, a.data(), a.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-// The peer's address of a connected socket, for the access log; "" when it has none.
-std::string peer_address(int fd) {
+// The peer's address of a connected socket; nullopt when it has none (not an IP socket).
+std::optional<conf::IpAddress> peer_ip(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    return {};
+    return std::nullopt;
   }
-  char text[INET6_ADDRSTRLEN] = {};
-  const void* addr = nullptr;
-  if (ss.ss_family == AF_INET) {
-    addr = &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr;
-  } else if (ss.ss_family == AF_INET6) {
-    addr = &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr;
-  } else {
-    return {};
-  }
-  if (::inet_ntop(ss.ss_family, addr, text, sizeof text) == nullptr) {
-    return {};
-  }
-  return text;
+  return conf::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+}
+
+// The same as text, for the access log; "" when it has none.
+std::string peer_address(int fd) {
+  const auto ip = peer_ip(fd);
+  return ip ? conf::to_string(*ip) : std::string();
 }
 
 timeval to_timeval(std::chrono::milliseconds d) {
@@ -212,8 +208,12 @@ void ConnExchange::abort() { conn_.close_now(/*notify=*/false); }
 // ---------------------------------------------------------------- Connection
 
 Connection::Connection(ConnectionSet& set, bufferevent* bev) : set_(set), bev_(bev), ex_(*this) {
-  if (set_.access_log_) {
-    ex_.client_ = peer_address(bufferevent_getfd(bev_));
+  ex_.peer_ = peer_ip(bufferevent_getfd(bev_));
+  if (ex_.peer_) {
+    ex_.client_ = conf::to_string(*ex_.peer_);
+    if (set_.proxy_from_ && set_.proxy_from_(*ex_.peer_)) {
+      state_ = State::kProxy;
+    }
   }
   timeval send_tv = to_timeval(set_.limits_.send_timeout);
   bufferevent_set_timeouts(bev_, nullptr, &send_tv);  // counts only while output is pending
@@ -254,6 +254,11 @@ void Connection::on_resume(int, short, void* self) {
 void Connection::process_input() {
   while (true) {
     switch (state_) {
+      case State::kProxy:
+        if (!read_proxy_header()) {
+          return;
+        }
+        break;
       case State::kFresh:
       case State::kIdle:
       case State::kHead:
@@ -350,6 +355,43 @@ bool Connection::read_head() {
     return true;
   }
   dispatch();
+  return true;
+}
+
+// A PROXY protocol header from a trusted balancer: its source is the client from now on. A
+// connection whose first bytes are not one is refused with 400 (a balancer without
+// send-proxy, or someone else at its address). Bounded by kMaxProxyV2Header and the head's
+// deadline, which runs from the connection's start.
+bool Connection::read_proxy_header() {
+  evbuffer* in = bufferevent_get_input(bev_);
+  const std::size_t len = std::min(evbuffer_get_length(in), kMaxProxyV2Header);
+  if (len == 0) {
+    return false;
+  }
+  std::string_view bytes(
+      reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(len))), len);
+  ProxyHeader header;
+  std::size_t consumed = 0;
+  std::string error;
+  switch (parse_proxy_header(bytes, &header, &consumed, &error)) {
+    case ProxyParse::kNeedMore:
+      if (len < kMaxProxyV2Header) {
+        return false;
+      }
+      error = "longer than any PROXY protocol header";
+      [[fallthrough]];
+    case ProxyParse::kInvalid:
+      fail(400, "Bad Request", "bad PROXY protocol header: " + error);
+      return false;
+    case ProxyParse::kDone:
+      break;
+  }
+  evbuffer_drain(in, consumed);
+  if (header.source) {
+    ex_.peer_ = header.source;
+    ex_.client_ = conf::to_string(*header.source);
+  }
+  state_ = State::kFresh;
   return true;
 }
 
@@ -560,6 +602,7 @@ void Connection::on_timer(int, short, void* self) {
       c->close_now(false);
       return;
     }
+    case State::kProxy:
     case State::kFresh:
       c->set_.count(ConnEvent::kHeaderTimeout);
       c->close_now(false);

@@ -19,13 +19,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "conf/cidr.h"
 #include "conf/result.h"
 #include "proxy/http_head.h"
 #include "proxy/metrics.h"
@@ -83,6 +86,9 @@ class Exchange {
   // The client's address ("192.0.2.1", "2001:db8::1"); "" when unknown. The connection's, so
   // it outlives reset().
   const std::string& client() const { return client_; }
+  // The same as an address (the socket's peer, or the PROXY protocol's source); nullopt when
+  // unknown (not an IP socket). What access control starts from (proxy/client_address.h).
+  const std::optional<conf::IpAddress>& peer() const { return peer_; }
   ResponseHeaders& out() { return out_; }
 
   // The whole response. Adds Content-Length from `body` (null: empty) unless the caller set
@@ -114,6 +120,7 @@ class Exchange {
   RequestHead head_;
   std::string body_;
   std::string client_;
+  std::optional<conf::IpAddress> peer_;
   ResponseHeaders out_;
   void (*on_close_)(void*) = nullptr;
   void* on_close_arg_ = nullptr;
@@ -136,6 +143,12 @@ class ConnectionSet {
   // Where answers the connection gives itself (400, 408, 413, 431, 503, 505) are logged, in the
   // access log's format; null: not logged.
   void set_access_log(std::shared_ptr<AccessLog> log) { access_log_ = std::move(log); }
+  // Connections from peers for which `from(peer)` is true begin with a PROXY protocol header
+  // (proxy/proxy_protocol.h), read before the first request; its source becomes the client.
+  // Other connections never have one. Unset: no connection does.
+  void set_proxy_protocol(std::function<bool(const conf::IpAddress&)> from) {
+    proxy_from_ = std::move(from);
+  }
   // Draining: idle connections close now, the others after their current response, which
   // says "Connection: close".
   void drain();
@@ -161,6 +174,7 @@ class ConnectionSet {
   int max_connections_;
   Metrics* metrics_;
   std::shared_ptr<AccessLog> access_log_;
+  std::function<bool(const conf::IpAddress&)> proxy_from_;
   bool draining_ = false;
   std::list<Connection*> all_;
   std::list<Connection*> idle_;  // oldest idle first

@@ -38,6 +38,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                           .Name("tusk_upstream_errors_total")
                           .Help("Failed upstream requests by kind")
                           .Register(r);
+  access_ = &BuildCounter()
+                 .Name("tusk_access_total")
+                 .Help("Access-control decisions of routes with allow or auth, by route and result")
+                 .Register(r);
   upstream_bytes_ = &BuildCounter()
                          .Name("tusk_upstream_bytes_total")
                          .Help("Body bytes received from upstreams")
@@ -248,6 +252,10 @@ void Metrics::upstream_request(const std::string& upstream) {
 
 void Metrics::upstream_error(const std::string& upstream, const std::string& kind) {
   upstream_errors_->Add({{"upstream", upstream}, {"kind", kind}}).Increment();
+}
+
+void Metrics::access(const std::string& route, const char* result) {
+  access_->Add({{"route", route}, {"result", result}}).Increment();
 }
 
 void Metrics::integrity_verified() { integrity_verified_->Increment(); }

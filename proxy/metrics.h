@@ -1,7 +1,7 @@
 // Prometheus metrics of tuskd (prometheus-cpp core; exposed in text format by the admin
 // listener). Every counter is thread-safe; label children are looked up once where the label
 // set is fixed. Never carries a secret: labels are outcome, status, source, upstream, kind,
-// peer, result, event, reason, check.
+// peer, result, event, reason, check, route (a configured path or prefix).
 // Only series that happened are exported, besides a few fixed small sets (sources, connection
 // events, write-error reasons, integrity checks, reload results): tusk_requests_total's
 // children are made on a request's first use of its outcome and status, then reached without
@@ -50,6 +50,9 @@ class Metrics {
   void file_bytes_served(bool copied, std::uint64_t n);
   void upstream_request(const std::string& upstream);
   void upstream_error(const std::string& upstream, const std::string& kind);
+  // Access control (proxy/access.h): one decision on a route with `allow` or `auth`; `route` is
+  // its route_label, `result` an access_result_name.
+  void access(const std::string& route, const char* result);
   void upstream_bytes(const std::string& upstream, std::uint64_t n);
   // The same without a label lookup (a lock and a hash) per piece of a body: the child for
   // `upstream` looked up once (its origin does), then counted with upstream_bytes(child, n).
@@ -114,6 +117,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* bytes_;
   prometheus::Family<prometheus::Counter>* upstream_requests_;
   prometheus::Family<prometheus::Counter>* upstream_errors_;
+  prometheus::Family<prometheus::Counter>* access_ = nullptr;
   prometheus::Family<prometheus::Counter>* upstream_bytes_;
   prometheus::Counter* coalesced_;
   prometheus::Counter* resumed_;

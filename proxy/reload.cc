@@ -29,6 +29,7 @@ std::vector<std::string> restart_needed(const conf::Config& running, const conf:
   check(a.max_header_size == b.max_header_size, "server.max_header_size");
   check(a.drain_delay == b.drain_delay, "server.drain_delay");
   check(a.drain_timeout == b.drain_timeout, "server.drain_timeout");
+  check(a.proxy_protocol == b.proxy_protocol, "server.proxy_protocol");
   check(running.admin.listen == next.admin.listen, "admin.listen");
   check(running.cache.dir == next.cache.dir, "cache.dir");
   check(running.cache.max_size == next.cache.max_size, "cache.max_size");

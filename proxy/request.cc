@@ -12,6 +12,8 @@
 #include <cstring>
 #include <limits>
 
+#include "proxy/access.h"
+#include "proxy/client_address.h"
 #include "proxy/decide.h"
 #include "proxy/http_text.h"
 #include "proxy/peers.h"
@@ -111,7 +113,7 @@ Request::Next Request::recv() {
   method_ = in.method;
   if (svc_.access_log) {
     log_ = LogFields{ex_->client(), header_or_empty(in, "Referer"),
-                     header_or_empty(in, "User-Agent"), in.minor};
+                     header_or_empty(in, "User-Agent"), {}, in.minor};
   }
   host_ = header_or_empty(in, "Host");
   head_only_ = in.method == "HEAD";
@@ -144,6 +146,9 @@ Request::Next Request::recv() {
     // Refused before any upstream request: no such key can exist.
     return synth(414, "URI Too Long", "object key longer than 1024 bytes\n");
   }
+  if (Next refused{}; !authorized(in, path, &refused)) {
+    return refused;
+  }
   upstream_ = &live_->config->upstreams.at(target_.upstream);
   base_key_ = make_cache_key(*upstream_, target_.bucket, target_.key, target_.query);
   cache_key_ = base_key_;
@@ -174,6 +179,55 @@ Request::Next Request::recv() {
   from_peer_ = peer != nullptr && !peer->empty();
   step_ = Step::kLookup;
   return Next::kContinue;
+}
+
+// Who may read (proxy/access.h), right after routing: a refused request never reaches the
+// cache or the upstream. The client is the connection's peer, or what trusted proxies say it is
+// (X-Forwarded-For; the PROXY protocol already replaced the peer). `target` is the path with
+// its query, as sent (absolute-form's authority removed).
+bool Request::authorized(const RequestHead& in, std::string_view target, Next* refused) {
+  const conf::Route& route = *target_.route;
+  const conf::CidrList& trusted = live_->config->server.trusted_proxies;
+  const std::optional<conf::IpAddress>& peer = ex_->peer();
+  conf::IpAddress client = peer.value_or(conf::IpAddress());
+  if (peer && !trusted.empty() && trusted.contains(*peer)) {
+    std::vector<std::string_view> xff;
+    for (const auto& [name, value] : in.fields) {
+      if (iequals(name, "X-Forwarded-For")) {
+        xff.emplace_back(value);
+      }
+    }
+    client = client_from_forwarded_for(*peer, xff, trusted);
+    log_.client = conf::to_string(client);
+  }
+  if (route.allow.empty() && route.auth == conf::Auth::kNone) {
+    return true;  // a public route: nothing to decide, nothing to count
+  }
+  AccessRequest req;
+  req.client = client;
+  req.method = in.method;
+  const std::size_t q = target.find('?');
+  req.path = target.substr(0, q);
+  req.query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  req.query = req.query.substr(0, req.query.find('#'));
+  req.host = host_;
+  req.head = &in;
+  AccessVerdict v = check_access(route, req, static_cast<std::time_t>(svc_.clock()));
+  if (!peer && !route.allow.empty()) {
+    v = AccessVerdict{AccessResult::kDeniedIp, 403, "the client address is unknown", {}, false};
+  }
+  svc_.metrics.access(route_label(route), access_result_name(v.result));
+  log_.user = std::move(v.key_id);
+  if (v.result == AccessResult::kAllowed) {
+    return true;
+  }
+  Headers extra;
+  if (v.challenge) {
+    extra.emplace_back("WWW-Authenticate", "Bearer realm=\"tusk\"");
+  }
+  const char* reason = v.status == 401 ? "Unauthorized" : "Forbidden";
+  *refused = synth(v.status, reason, v.reason + "\n", std::move(extra));
+  return false;
 }
 
 // ---------------------------------------------------------------- Lookup

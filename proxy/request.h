@@ -73,6 +73,7 @@ class Request : public std::enable_shared_from_this<Request> {
   }
   void drive();
   Next recv();
+  bool authorized(const RequestHead& in, std::string_view target, Next* refused);
   Next lookup();
   Next fill();
   Next await_head();
@@ -129,6 +130,7 @@ class Request : public std::enable_shared_from_this<Request> {
     std::string client;
     std::string referer;
     std::string user_agent;
+    std::string user;  // the key id of a presigned URL or token (never a secret); "" none
     int minor = 1;
   } log_;
   std::chrono::steady_clock::time_point fill_at_{};

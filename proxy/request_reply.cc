@@ -96,6 +96,7 @@ void Request::finish(int status) {
     e.range = range_header_;
     e.referer = log_.referer;
     e.user_agent = log_.user_agent;
+    e.user = log_.user;
     e.upstream_ms = upstream_ms_;
     e.total_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();

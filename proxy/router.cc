@@ -1,6 +1,7 @@
 #include "proxy/router.h"
 
 #include "proxy/freshness.h"
+#include "s3/presign.h"
 #include "s3/sign.h"
 
 namespace proxy {
@@ -89,7 +90,9 @@ std::optional<std::string> path_for(const conf::Route& route, std::string_view k
 namespace {
 
 // A route with `query: key` takes the request's query parameters (decoded, in order, empty ones
-// dropped) into its target; other routes ignore the query.
+// dropped) into its target; other routes ignore the query. A presigned URL's parameters
+// (X-Amz-Signature, ...: the client's credentials, proxy/access.h) are never part of it: every
+// authorized client of an object shares one copy, and they are never sent upstream.
 conf::Result<Target, RouteError> with_query(Target t, std::string_view request_target) {
   if (t.route->query != conf::Query::kKey) {
     return t;
@@ -98,8 +101,10 @@ conf::Result<Target, RouteError> with_query(Target t, std::string_view request_t
   if (q == std::string_view::npos) {
     return t;
   }
-  std::string_view query = request_target.substr(q + 1);
-  query = query.substr(0, query.find('#'));
+  std::string_view raw = request_target.substr(q + 1);
+  raw = raw.substr(0, raw.find('#'));
+  const std::string kept = s3::strip_presign_params(raw);
+  std::string_view query = kept;
   std::size_t i = 0;
   while (i <= query.size()) {
     std::size_t j = query.find('&', i);

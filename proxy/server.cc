@@ -89,6 +89,13 @@ conf::Result<void, std::string> Server::start() {
     w->conns = std::make_unique<ConnectionSet>(w->loop->base(), limits(), &Server::on_request,
                                                w.get(), open_, c.max_connections, &svc_.metrics);
     w->conns->set_access_log(svc_.access_log);
+    if (c.proxy_protocol) {
+      // Who may send the header is read per connection: trusted_proxies is reloadable.
+      Services* svc = &svc_;
+      w->conns->set_proxy_protocol([svc](const conf::IpAddress& peer) {
+        return svc->live()->config->server.trusted_proxies.contains(peer);
+      });
+    }
     Worker* raw = w.get();
     workers_.push_back(std::move(w));  // stop() frees it on any failure below
     for (const std::string& addr : c.listen) {

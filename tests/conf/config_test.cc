@@ -824,6 +824,38 @@ const ErrorCase kErrorCases[] = {
      kUpstream + "routes:\n  - {prefix: /p/, upstream: u, bucket: b}\n"
                  "  - {prefix: /p/, upstream: u, bucket: c}\n",
      7, 14, "routes[1]: duplicate prefix '/p/' (first at line 6)"},
+    // Who may read (issue 15).
+    {"allow_not_a_list", kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, allow: 10.0.0.0/8}\n",
+     6, 48, "routes[0].allow: expected a list of addresses or CIDR ranges"},
+    {"allow_empty", kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, allow: []}\n", 6,
+     48, "is empty; leave the key out"},
+    {"allow_host_bits", kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, allow: [10.0.0.1/8]}\n",
+     6, 49, "10.0.0.0/8"},
+    {"allow_junk", kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, allow: [everyone]}\n",
+     6, 49, "routes[0].allow[0]"},
+    {"allow_duplicate",
+     kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, allow: [::1, '::1/128']}\n", 6,
+     54, "duplicate range"},
+    {"auth_bad", kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, auth: basic}\n", 6,
+     47, "expected none, token or presigned, got 'basic'"},
+    {"auth_token_without_file",
+     kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, auth: token}\n", 6, 5,
+     "auth: token needs auth_token_file"},
+    {"auth_presigned_without_keys",
+     kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, auth: presigned}\n", 6, 5,
+     "auth: presigned needs client_keys_file"},
+    {"auth_token_file_unreadable",
+     kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, auth: token, auth_token_file: /nonexistent/t}\n",
+     6, 71, "cannot read '/nonexistent/t'"},
+    {"auth_region_without_presigned",
+     kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, auth_region: eu-west-1}\n", 6, 5,
+     "auth_region is only for auth: presigned"},
+    {"auth_region_bad",
+     kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, auth_region: EU West}\n", 6, 54,
+     "expected 1..64 of a-z 0-9 -"},
+    {"trusted_proxies_bad", "server:\n  trusted_proxies: [10.0.0.0/33]\n", 2, 21, "prefix"},
+    {"proxy_protocol_without_trusted", "server:\n  proxy_protocol: true\n", 2, 3,
+     "proxy_protocol needs trusted_proxies"},
     // log.format and peers (issue 11).
     {"log_format", "log:\n  format: xml\n", 2, 11, "expected combined or json, got 'xml'"},
     {"peers_self_not_member",
@@ -862,6 +894,50 @@ TEST(LoadTest, ReadsPeersAndLogFormat) {
   ASSERT_TRUE(none);
   EXPECT_TRUE(none->peers.self.empty());
   EXPECT_EQ(none->log.format, LogFormat::kCombined);
+}
+
+TEST(LoadTest, ReadsAccessControl) {
+  TempDir dir;
+  dir.write("tokens", "# robots\n\nalpha-token-0123456789\r\n  beta-token-0123456789  \n");
+  dir.write("keys", "AK1:secret/one\nAK2:secret+two\n");
+  auto r = load(kUpstream +
+                    "server:\n  trusted_proxies: [10.0.0.0/8, '::1']\n  proxy_protocol: true\n"
+                    "routes:\n"
+                    "  - {prefix: /t/, upstream: u, bucket: b, auth: token, auth_token_file: tokens,"
+                    " allow: [192.0.2.0/24, '2001:db8::/32']}\n"
+                    "  - {prefix: /p/, upstream: u, bucket: b, auth: presigned,"
+                    " client_keys_file: keys, auth_region: eu-west-1, auth_service: s3}\n"
+                    "  - {prefix: /o/, upstream: u, bucket: b}\n",
+                env_of({}), dir.path());
+  ASSERT_TRUE(r) << r.error().str();
+  EXPECT_TRUE(r->server.proxy_protocol);
+  ASSERT_EQ(r->server.trusted_proxies.size(), 2u);
+  EXPECT_TRUE(r->server.trusted_proxies.contains(*parse_ip("10.9.8.7")));
+  const Route& t = r->routes[0];
+  EXPECT_EQ(t.auth, Auth::kToken);
+  EXPECT_EQ(t.tokens, (std::vector<std::string>{"alpha-token-0123456789", "beta-token-0123456789"}));
+  EXPECT_EQ(t.auth_token_file, dir.path() + "/tokens");
+  EXPECT_TRUE(t.allow.contains(*parse_ip("192.0.2.9")));
+  EXPECT_TRUE(t.allow.contains(*parse_ip("2001:db8::5")));
+  EXPECT_FALSE(t.allow.contains(*parse_ip("198.51.100.1")));
+  const Route& p = r->routes[1];
+  EXPECT_EQ(p.auth, Auth::kPresigned);
+  EXPECT_EQ(p.client_keys.at("AK2"), "secret+two");
+  EXPECT_EQ(p.auth_region, "eu-west-1");
+  EXPECT_EQ(r->routes[2].auth, Auth::kNone);
+  EXPECT_TRUE(r->routes[2].allow.empty());
+  // A token file others may read is accepted with a warning, as key files are.
+  EXPECT_EQ(r->warnings.size(), 2u);
+
+  // A bad line is reported by its number, never by its text.
+  dir.write("short", "tiny-secret\n");
+  auto bad = load(kUpstream + "routes:\n  - {prefix: /, upstream: u, bucket: b, auth: token,"
+                               " auth_token_file: short}\n",
+                  env_of({}), dir.path());
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("line 1: a token must be at least 16 bytes"),
+            std::string::npos);
+  EXPECT_EQ(bad.error().message.find("tiny-secret"), std::string::npos);
 }
 
 // Input that makes yaml-cpp throw must come back as an error, never as an exception.

@@ -109,6 +109,22 @@ TEST(AccessLogFormat, Json) {
   EXPECT_FALSE(json::parse(format_json(typical())).contains("reason"));
 }
 
+// The key id of a presigned URL or token (issue 15) is the remote-user field (%u) of combined
+// lines and "user" in JSON; client bytes, so escaped into one field.
+TEST(AccessLogFormat, UserIsTheKeyId) {
+  AccessEntry e = typical();
+  e.user = "AKIDEXAMPLE";
+  EXPECT_TRUE(format_combined(e).starts_with("192.0.2.7 - AKIDEXAMPLE [05/May/2024:10:00:00 "))
+      << format_combined(e);
+  EXPECT_NE(format_json(e).find(",\"user\":\"AKIDEXAMPLE\""), std::string::npos);
+  e.user = "a b\"c\\\x01\xff";
+  EXPECT_TRUE(format_combined(e).starts_with("192.0.2.7 - a\\x20b\\x22c\\x5C\\x01\\xFF ["))
+      << format_combined(e);
+  e.user = "";
+  EXPECT_TRUE(format_combined(e).starts_with("192.0.2.7 - - ["));
+  EXPECT_EQ(format_json(e).find("\"user\""), std::string::npos);
+}
+
 TEST(AccessLogFormat, BeforeTheEpochAndMilliseconds) {
   AccessEntry e = typical();
   e.unix_ms = -1;  // 1969-12-31T23:59:59.999Z: the second is floored, not truncated
