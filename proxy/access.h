@@ -39,6 +39,13 @@ struct AccessRequest {
   const RequestHead* head = nullptr;
 };
 
+// Whether a route has access rules (`allow` or `auth`). Its fills go to the upstream directly,
+// never through the fleet's owner of the object (proxy/peers.h): the owner would be asked by
+// an edge, not by the client, and would have to take a peer's word for who that client is.
+inline bool guarded(const conf::Route& route) {
+  return !route.allow.empty() || route.auth != conf::Auth::kNone;
+}
+
 // A route's name in metrics: "host/prefix" or "prefix" (or the exact path): configured text.
 std::string route_label(const conf::Route& route);
 

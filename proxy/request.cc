@@ -200,7 +200,7 @@ bool Request::authorized(const RequestHead& in, std::string_view target, Next* r
     client = client_from_forwarded_for(*peer, xff, trusted);
     log_.client = conf::to_string(client);
   }
-  if (route.allow.empty() && route.auth == conf::Auth::kNone) {
+  if (!guarded(route)) {
     return true;  // a public route: nothing to decide, nothing to count
   }
   AccessRequest req;
@@ -362,7 +362,7 @@ void Request::remember_hot(const cache::Meta& meta, const cache::Stamp& stamp) {
 // What every fill this request starts carries of it: the forwarded headers, the variant.
 FillSeed Request::new_seed() const {
   FillSeed seed;
-  seed.direct = from_peer_;
+  seed.direct = from_peer_ || guarded(*target_.route);
   seed.forward = forward_;
   seed.vary_base = base_key_;
   seed.vary_names = vary_names_;

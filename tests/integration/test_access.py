@@ -375,3 +375,35 @@ def test_haproxy_in_front_names_the_client(rgw, bucket, make_tuskd, tmp, mode):
                       log.read_text(), 10, what="the access log")
     assert text.count('"client":"127.0.0.2"') == 2 and text.count('"client":"127.0.0.3"') == 2
     assert upstream_requests(t) == 1
+
+
+def test_a_fleet_fills_guarded_routes_from_the_upstream_not_from_peers(rgw, bucket, make_tuskd,
+                                                                       tmp):
+    """The owner of an object would be asked by an edge, not by the client: guarded routes never
+    fill through it (public ones beside them still do)."""
+    b = bucket()
+    names = [f"obj{i}.img" for i in range(8)]
+    for n in names:
+        put(rgw, b, n, BODY + n.encode())
+    tokens = write_secret(tmp / "tokens", TOKENS[0] + "\n")
+    edges = {}
+    for i in (1, 2):
+        t = make_tuskd(b, start=False, name=f"edge{i}",
+                       routes=[route(b, auth="token", auth_token_file=tokens),
+                               route(b, "/public/")])
+        edges[f"edge{i}"] = t
+    members = {name: t.url for name, t in edges.items()}
+    for name, t in edges.items():
+        t.config["peers"] = {"self": name, "members": members}
+        t.start()
+    one = edges["edge1"]
+    for n in names:
+        r = one.get("/images/" + n, headers={"Authorization": f"Bearer {TOKENS[0]}"})
+        assert (r.status_code, r.content) == (200, BODY + n.encode())
+    assert one.metric("tusk_peer_requests_total") == 0
+    assert one.metric("tusk_upstream_requests_total") == len(names)
+    assert edges["edge2"].metric("tusk_requests_total") == 0
+    for n in names:  # the public route still asks the owner (edge2 owns some of these)
+        put(rgw, b, "pub-" + n, b"public")
+        assert one.get("/public/pub-" + n).status_code == 200
+    assert one.metric("tusk_peer_requests_total") > 0
