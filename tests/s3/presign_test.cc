@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/s3/run_command.h"
+
 namespace s3 {
 namespace {
 
@@ -429,23 +431,6 @@ TEST(StripPresignParams, Table) {
 
 std::string hexed(std::string_view s) { return hex(s); }
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    return out;
-  }
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) {
-    out.append(buf, n);
-  }
-  int status = pclose(p);
-  if (status != 0) {
-    out += "\n<exit status " + std::to_string(status) + ">";
-  }
-  return out;
-}
-
 struct BotoCase {
   std::string kind;  // v4 or v2
   std::string endpoint, bucket, key;
@@ -483,7 +468,7 @@ TEST(Botocore, PresignedUrlsAgree) {
     }
   }
   std::string out =
-      run(std::string(TUSK_PYTHON3) + " " + TUSK_BOTOCORE_PRESIGN + " " + path + " 2>&1");
+      run_command(std::string(TUSK_PYTHON3) + " " + TUSK_BOTOCORE_PRESIGN + " " + path + " 2>&1");
   std::remove(path);
   std::vector<std::string> lines;
   for (std::size_t start = 0, nl; (nl = out.find('\n', start)) != std::string::npos;

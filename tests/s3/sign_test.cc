@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "s3/client.h"
+#include "tests/s3/run_command.h"
 
 namespace s3 {
 namespace {
@@ -483,23 +484,6 @@ std::vector<BotoCase> boto_cases() {
   return out;
 }
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    return out;
-  }
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) {
-    out.append(buf, n);
-  }
-  int status = pclose(p);
-  if (status != 0) {
-    out += "\n<exit status " + std::to_string(status) + ">";
-  }
-  return out;
-}
-
 TEST(Botocore, SameAuthorizationAsIndependentSigner) {
   auto cases = boto_cases();
   char path[] = "/tmp/tusk-botocore-XXXXXX";
@@ -513,7 +497,7 @@ TEST(Botocore, SameAuthorizationAsIndependentSigner) {
     }
   }
   std::string out =
-      run(std::string(TUSK_PYTHON3) + " " + TUSK_BOTOCORE_SIGN + " " + path + " 2>&1");
+      run_command(std::string(TUSK_PYTHON3) + " " + TUSK_BOTOCORE_SIGN + " " + path + " 2>&1");
   std::remove(path);
 
   std::vector<std::string> lines;
