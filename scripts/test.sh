@@ -44,7 +44,8 @@ if [ "${TUSK_SKIP_TSAN:-0}" != 1 ]; then
   TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_SANITIZER=tsan PYTHONDONTWRITEBYTECODE=1 \
     /usr/bin/python3 -m pytest -x -q -p no:cacheprovider --basetemp="$PWD/build-tsan/pytest-tmp" \
     tests/integration/test_fill.py tests/integration/test_admin.py tests/integration/test_fleet.py \
-    tests/integration/test_http_cache.py -k "not two_hundred_slow_readers"
+    tests/integration/test_http_cache.py tests/integration/test_access.py \
+    -k "not two_hundred_slow_readers"
   # tusk serve: registrations on a worker pool over one shared registry, the HTTP thread beside.
   TUSKD=$PWD/build-tsan/proxy/tuskd TUSK_CLI=$PWD/build-tsan/installer/tusk TUSK_SANITIZER=tsan \
     PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest -x -q -p no:cacheprovider \
