@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 
+#include "proxy/access.h"
 #include "proxy/decide.h"
 #include "proxy/fetch.h"
 #include "proxy/peers.h"
@@ -467,7 +468,9 @@ FillPtr FillTable::acquire(const std::string& cache_key, const Target& target, F
   // A fleet member that owns the object is asked first, by the path its clients use.
   std::optional<std::string> owner;
   std::string peer_path;
-  if (peers_ && !seed.direct) {
+  // Guarded routes (proxy/access.h) never fill through the owner: it would be asked by this
+  // edge, not by the client, whichever request, refill or warm job starts the fill.
+  if (peers_ && !seed.direct && !guarded(*target.route)) {
     owner = peers_->owner(cache_key);
     if (owner) {
       peer_path = path_for(*target.route, target.key).value_or("");

@@ -390,6 +390,8 @@ bool Connection::read_proxy_header() {
   if (header.source) {
     ex_.peer_ = header.source;
     ex_.client_ = conf::to_string(*header.source);
+  } else {
+    ex_.forwarded_for_trusted_ = false;
   }
   state_ = State::kFresh;
   return true;

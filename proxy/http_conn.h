@@ -89,6 +89,10 @@ class Exchange {
   // The same as an address (the socket's peer, or the PROXY protocol's source); nullopt when
   // unknown (not an IP socket). What access control starts from (proxy/client_address.h).
   const std::optional<conf::IpAddress>& peer() const { return peer_; }
+  // False when the connection's PROXY protocol header named no client (v2 LOCAL, v1 UNKNOWN,
+  // a UNIX socket): the peer is then the balancer itself, and an X-Forwarded-For on such a
+  // connection came from whoever is behind it, unchecked (a TCP-mode balancer passes it on).
+  bool forwarded_for_trusted() const { return forwarded_for_trusted_; }
   ResponseHeaders& out() { return out_; }
 
   // The whole response. Adds Content-Length from `body` (null: empty) unless the caller set
@@ -121,6 +125,7 @@ class Exchange {
   std::string body_;
   std::string client_;
   std::optional<conf::IpAddress> peer_;
+  bool forwarded_for_trusted_ = true;
   ResponseHeaders out_;
   void (*on_close_)(void*) = nullptr;
   void* on_close_arg_ = nullptr;

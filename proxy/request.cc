@@ -121,6 +121,11 @@ Request::Next Request::recv() {
     return synth(405, "Method Not Allowed", "tusk serves GET and HEAD only\n",
                  {{"Allow", "GET, HEAD"}});
   }
+  // No request-target has a fragment (RFC 9112 §3.2): one sent raw is refused, not cut, so
+  // that the path routed and the path a presigned URL's signature covers are the same bytes.
+  if (target_uri_.find('#') != std::string::npos) {
+    return synth(400, "Bad Request", "a request target has no fragment ('#')\n");
+  }
   // absolute-form (RFC 9112 §3.2.2, what a client configured with tuskd as its proxy sends):
   // its authority is the host and the Host field is ignored.
   std::string_view path = target_uri_;
@@ -190,7 +195,7 @@ bool Request::authorized(const RequestHead& in, std::string_view target, Next* r
   const conf::CidrList& trusted = live_->config->server.trusted_proxies;
   const std::optional<conf::IpAddress>& peer = ex_->peer();
   conf::IpAddress client = peer.value_or(conf::IpAddress());
-  if (peer && !trusted.empty() && trusted.contains(*peer)) {
+  if (peer && ex_->forwarded_for_trusted() && !trusted.empty() && trusted.contains(*peer)) {
     std::vector<std::string_view> xff;
     for (const auto& [name, value] : in.fields) {
       if (iequals(name, "X-Forwarded-For")) {
@@ -362,7 +367,7 @@ void Request::remember_hot(const cache::Meta& meta, const cache::Stamp& stamp) {
 // What every fill this request starts carries of it: the forwarded headers, the variant.
 FillSeed Request::new_seed() const {
   FillSeed seed;
-  seed.direct = from_peer_ || guarded(*target_.route);
+  seed.direct = from_peer_;
   seed.forward = forward_;
   seed.vary_base = base_key_;
   seed.vary_names = vary_names_;

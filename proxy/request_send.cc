@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "proxy/access_log.h"
 #include "proxy/decide.h"
 #include "proxy/request.h"
 #include "s3/printable.h"
@@ -152,7 +153,7 @@ void Request::pump() {
     }
     if (!queue_file_bytes(buf, entity_.body->fd(), pos, n, copy)) {
       evbuffer_free(buf);
-      spdlog::error("cannot read body bytes of {}: {}", s3::printable(target_uri_),
+      spdlog::error("cannot read body bytes of {}: {}", s3::printable(loggable_url(target_uri_)),
                     std::strerror(errno));
       abort_connection();
       return;
@@ -197,7 +198,7 @@ void Request::pump() {
   if (snap.phase == Fill::Phase::kFailed || (snap.phase == Fill::Phase::kDone && !refill(need))) {
     // Headers are out; the only honest signal left is closing before Content-Length is met.
     spdlog::warn("upstream fill failed while serving {}; closing the client connection",
-                 s3::printable(target_uri_));
+                 s3::printable(loggable_url(target_uri_)));
     abort_connection();
     return;
   }

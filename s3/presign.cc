@@ -250,8 +250,8 @@ bool equal_constant_time(std::string_view given, std::string_view expected) {
          CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0;
 }
 
-// The methods a signature may have been made for: the one received, and GET for a HEAD (S3
-// accepts a URL presigned for GET on HEAD; curl -I and health checks rely on it).
+// The methods a signature may have been made for: the one received, and GET for a HEAD (a HEAD
+// shows nothing a GET of the same URL would not; curl -I and health checks rely on it).
 std::vector<std::string> candidate_methods(std::string_view method) {
   std::vector<std::string> out{std::string(method)};
   if (method == "HEAD") {
@@ -484,6 +484,14 @@ PresignCheck verify_v2(const PresignedRequest& r, const std::vector<Param>& para
   }
   if (r.path.size() > kPresignMaxPath) {
     return verdict(R::kMalformed, "path over 8 KiB", key_id);
+  }
+  // SigV2 signs only the sub-resources of the query: any other parameter would ride along
+  // unsigned (on a `query: key` route, a new cache entry and upstream request per variation).
+  for (const auto& p : params) {
+    if (!one_of(kV2Names, p.name) && !one_of(kV2SubResources, p.name)) {
+      return verdict(R::kMalformed, "a SigV2 presigned URL carries no unsigned parameter",
+                     key_id);
+    }
   }
   const std::string* secret = secrets ? secrets(key_id) : nullptr;
   if (secret == nullptr) {

@@ -86,7 +86,8 @@ using SecretLookup = std::function<const std::string*(std::string_view access_ke
 //    UNSIGNED-PAYLOAD). X-Amz-Security-Token is refused (no STS here).
 //  - SigV2 (AWSAccessKeyId, Expires, Signature): HMAC-SHA1 of "GET\n\n\n<Expires>\n<path>" plus
 //    the S3 sub-resources of the query (versionId, response-*, ...), base64.
-// A HEAD request is also accepted with a URL presigned for GET (S3 does the same).
+// A HEAD request is also accepted with a URL presigned for GET: a HEAD shows nothing a GET of
+// the same URL would not (curl -I, wget --spider).
 // Returns kNone when no presign parameter is present, both forms at once is kMalformed; see
 // PresignResult for the rest. Never throws; thread-safe if `secrets` and `r.header` are.
 PresignCheck verify_presigned(const PresignedRequest& r, const SecretLookup& secrets,

@@ -407,3 +407,21 @@ def test_a_fleet_fills_guarded_routes_from_the_upstream_not_from_peers(rgw, buck
         put(rgw, b, "pub-" + n, b"public")
         assert one.get("/public/pub-" + n).status_code == 200
     assert one.metric("tusk_peer_requests_total") > 0
+
+
+def test_a_raw_fragment_cannot_turn_a_signed_key_into_another(presigned_edge, rgw):
+    """A URL signed for key 'a#x' ('/images/a%23x') resent with a raw '#' would route to key 'a'
+    if the path were cut there: a target with a raw '#' is refused."""
+    from util import raw_request
+    t = presigned_edge
+    bucket = t.config["routes"][0]["bucket"]
+    put(rgw, bucket, "a", b"the other object")
+    url = presign(presigner(t.url, "CLIENTKEY1", KEYS["CLIENTKEY1"]), key="a#x")
+    target = url[len(t.url):]
+    assert target.startswith("/images/a%23x?")
+    raw = target.replace("%23", "#", 1)
+    status, _, body = raw_request(
+        t.port, f"GET {raw} HTTP/1.1\r\nHost: 127.0.0.1:{t.port}\r\nConnection: close\r\n\r\n"
+        .encode())
+    assert status == 400 and b"fragment" in body
+    assert upstream_requests(t) == 0

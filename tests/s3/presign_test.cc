@@ -507,6 +507,12 @@ TEST(Botocore, KnownSigV2Url) {
   EXPECT_EQ(check_url(url, kT, "HEAD").result, PresignResult::kOk);
   EXPECT_EQ(check_url(url, 1369354201).result, PresignResult::kExpired);
   EXPECT_EQ(check_url(replace(url, "%C3%BC", "u"), kT).result, PresignResult::kBadSignature);
+  // A parameter SigV2 does not sign cannot ride along; a signed sub-resource changes the
+  // signature.
+  const PresignCheck extra = check_url(url + "&cachebust=1", kT);
+  EXPECT_EQ(extra.result, PresignResult::kMalformed);
+  EXPECT_EQ(extra.reason, "a SigV2 presigned URL carries no unsigned parameter");
+  EXPECT_EQ(check_url(url + "&versionId=7", kT).result, PresignResult::kBadSignature);
 }
 
 TEST(Botocore, QueryOfTheOperationIsSigned) {
