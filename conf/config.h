@@ -1,7 +1,7 @@
 // The typed, validated configuration of tuskd (DESIGN.md "Configuration"). Loading turns YAML into
 // these structs; every error names file:line:column. yaml-cpp and its exceptions stay inside
-// conf/config.cc. Secrets (access/secret keys) are read from files or the environment here and are
-// never part of an error message.
+// conf/config*.cc (config_read.h is their internal header). Secrets (access/secret keys) are read
+// from files or the environment here and are never part of an error message.
 #pragma once
 
 #include <chrono>
@@ -68,11 +68,11 @@ struct Route {
   // `allow` (empty: any address), then `auth` must be satisfied.
   CidrList allow;
   Auth auth = Auth::kNone;
-  std::string auth_token_file;               // auth: token (re-read on reload)
-  std::vector<std::string> tokens;           // its tokens
-  std::string client_keys_file;              // auth: presigned (re-read on reload)
+  std::string auth_token_file;                     // auth: token (re-read on reload)
+  std::vector<std::string> tokens;                 // its tokens
+  std::string client_keys_file;                    // auth: presigned (re-read on reload)
   std::map<std::string, std::string> client_keys;  // access key -> secret key
-  std::string auth_region = "us-east-1";     // the credential scope presigned URLs must name
+  std::string auth_region = "us-east-1";           // the credential scope presigned URLs must name
   std::string auth_service = "s3";
   int line = 0;  // where it was declared, for messages
 };

@@ -155,6 +155,17 @@ Request::Next Request::recv() {
     return refused;
   }
   upstream_ = &live_->config->upstreams.at(target_.upstream);
+  if (upstream_->signature != conf::Signature::kNone) {
+    // tusk signs with its own credentials: a `query: key` route forwards the query, and a
+    // parameter such as ?acl or ?tagging would make the signed request another S3 operation.
+    for (const auto& param : target_.query) {
+      if (s3::selects_another_operation(param.first)) {
+        return synth(400, "Bad Request",
+                     "a query parameter asks S3 for another operation than reading the object "
+                     "(acl, tagging, torrent, ...)\n");
+      }
+    }
+  }
   base_key_ = make_cache_key(*upstream_, target_.bucket, target_.key, target_.query);
   cache_key_ = base_key_;
   if (!upstream_->forward_headers.empty()) {

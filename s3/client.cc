@@ -121,16 +121,9 @@ std::string encoded_query(const Request& req) {
 // The S3 sub-resources a V2 signature covers (the AWS S3 V2 signing documentation's list),
 // "?name[=value]&..." sorted by name, values raw; "" when the query has none.
 std::string v2_subresources(const Request& req) {
-  static constexpr std::string_view kSub[] = {
-      "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
-      "policy", "requestPayment", "response-cache-control", "response-content-disposition",
-      "response-content-encoding", "response-content-language", "response-content-type",
-      "response-expires", "tagging", "torrent", "uploadId", "uploads", "versionId",
-      "versioning", "versions", "website",
-  };
   std::vector<std::pair<std::string, std::string>> sub;
   for (const auto& kv : req.query) {
-    if (std::find(std::begin(kSub), std::end(kSub), kv.first) != std::end(kSub)) {
+    if (is_v2_subresource(kv.first)) {
       sub.push_back(kv);
     }
   }

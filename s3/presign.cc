@@ -36,32 +36,6 @@ constexpr std::string_view kV2Expires = "Expires";
 constexpr std::string_view kV2Signature = "Signature";
 constexpr std::string_view kV2Names[] = {kV2AccessKey, kV2Expires, kV2Signature};
 
-// The S3 sub-resources a V2 signature covers (AWS's V2 signing documentation; the same list as
-// s3/client.cc's request signer, which keeps its copy private).
-constexpr std::string_view kV2SubResources[] = {"acl",
-                                                "cors",
-                                                "delete",
-                                                "lifecycle",
-                                                "location",
-                                                "logging",
-                                                "notification",
-                                                "partNumber",
-                                                "policy",
-                                                "requestPayment",
-                                                "response-cache-control",
-                                                "response-content-disposition",
-                                                "response-content-encoding",
-                                                "response-content-language",
-                                                "response-content-type",
-                                                "response-expires",
-                                                "tagging",
-                                                "torrent",
-                                                "uploadId",
-                                                "uploads",
-                                                "versionId",
-                                                "versioning",
-                                                "versions",
-                                                "website"};
 
 template <std::size_t N>
 bool one_of(const std::string_view (&names)[N], std::string_view n) {
@@ -488,7 +462,7 @@ PresignCheck verify_v2(const PresignedRequest& r, const std::vector<Param>& para
   // SigV2 signs only the sub-resources of the query: any other parameter would ride along
   // unsigned (on a `query: key` route, a new cache entry and upstream request per variation).
   for (const auto& p : params) {
-    if (!one_of(kV2Names, p.name) && !one_of(kV2SubResources, p.name)) {
+    if (!one_of(kV2Names, p.name) && !is_v2_subresource(p.name)) {
       return verdict(R::kMalformed, "a SigV2 presigned URL carries no unsigned parameter",
                      key_id);
     }
@@ -502,7 +476,7 @@ PresignCheck verify_v2(const PresignedRequest& r, const std::vector<Param>& para
   // botocore's HmacV1 signer does), values decoded, "name" alone when sent without '='.
   std::vector<const Param*> sub;
   for (const auto& p : params) {
-    if (one_of(kV2SubResources, p.name)) {
+    if (is_v2_subresource(p.name)) {
       sub.push_back(&p);
     }
   }

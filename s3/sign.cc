@@ -402,4 +402,26 @@ UrlParts split_url(std::string_view url) {
   return ep;
 }
 
+bool is_v2_subresource(std::string_view name) {
+  static constexpr std::string_view kSub[] = {
+      "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
+      "policy", "requestPayment", "response-cache-control", "response-content-disposition",
+      "response-content-encoding", "response-content-language", "response-content-type",
+      "response-expires", "tagging", "torrent", "uploadId", "uploads", "versionId",
+      "versioning", "versions", "website",
+  };
+  return std::find(std::begin(kSub), std::end(kSub), name) != std::end(kSub);
+}
+
+bool selects_another_operation(std::string_view name) {
+  static constexpr std::string_view kOps[] = {
+      "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption",
+      "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "location", "logging",
+      "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
+      "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
+      "tagging", "torrent", "uploadId", "uploads", "versioning", "versions", "website",
+  };
+  return std::find(std::begin(kOps), std::end(kOps), name) != std::end(kOps);
+}
+
 }  // namespace s3

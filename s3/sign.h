@@ -61,6 +61,15 @@ std::string v2_string_to_sign(const V2Input& in);
 // "AWS <access>:<base64 hmac-sha1>"
 std::string v2_authorization(const Credentials& c, const V2Input& in);
 
+// The S3 sub-resources a V2 signature covers (the AWS S3 V2 signing documentation's list):
+// acl, cors, ..., versionId, response-content-type, ... Case-sensitive, as S3 is.
+bool is_v2_subresource(std::string_view name);
+// The query parameters that make a GET or HEAD of an object another S3 operation than reading
+// it (acl, tagging, retention, torrent, uploadId, ...): an edge that signs with its own
+// credentials must never send them on a client's behalf. versionId, partNumber and response-*
+// only shape the read itself and are not among them.
+bool selects_another_operation(std::string_view name);
+
 // --- Signature V4 ---
 struct V4Input {
   std::string method;

@@ -425,3 +425,17 @@ def test_a_raw_fragment_cannot_turn_a_signed_key_into_another(presigned_edge, rg
         .encode())
     assert status == 400 and b"fragment" in body
     assert upstream_requests(t) == 0
+
+
+def test_a_query_key_route_never_asks_s3_for_another_operation(rgw, bucket, make_tuskd):
+    """tusk signs with its own credentials: ?acl, ?tagging and the like would read what the
+    route never meant to expose. Parameters that shape the read itself are forwarded."""
+    b = bucket()
+    put(rgw, b, "x.img", BODY)
+    t = make_tuskd(b, routes=[route(b, query="key")])
+    for q in ("acl", "tagging", "torrent", "uploadId=1", "retention", "legal-hold", "versions"):
+        r = t.get("/images/x.img?" + q)
+        assert r.status_code == 400 and "another operation" in r.text, q
+    assert upstream_requests(t) == 0
+    r = t.get("/images/x.img?response-content-type=text%2Fplain")
+    assert (r.status_code, r.headers["Content-Type"], r.content) == (200, "text/plain", BODY)

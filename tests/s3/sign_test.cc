@@ -513,5 +513,21 @@ TEST(Botocore, SameAuthorizationAsIndependentSigner) {
   }
 }
 
+TEST(SubResources, V2ListAndOtherOperations) {
+  for (const char* name : {"acl", "versionId", "partNumber", "response-content-type", "uploads"}) {
+    EXPECT_TRUE(is_v2_subresource(name)) << name;
+  }
+  for (const char* name : {"ACL", "x", "", "response-foo", "X-Amz-Date"}) {
+    EXPECT_FALSE(is_v2_subresource(name)) << name;
+  }
+  for (const char* name : {"acl", "tagging", "torrent", "uploadId", "retention", "legal-hold",
+                           "attributes", "restore", "select", "versions", "policy"}) {
+    EXPECT_TRUE(selects_another_operation(name)) << name;
+  }
+  for (const char* name : {"versionId", "partNumber", "response-content-type", "v", "Acl", ""}) {
+    EXPECT_FALSE(selects_another_operation(name)) << name;
+  }
+}
+
 }  // namespace
 }  // namespace s3
