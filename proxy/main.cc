@@ -223,6 +223,9 @@ int serve(const conf::Config& config, const std::string& config_path) {
   server.stop();
   admin.reset();  // stops warm and verify jobs (the fills they started are the fetch loop's)
   fetch.stop();
+  // What the fetch loop was handed before it stopped (a fetch's last step releasing itself from
+  // the fill table) runs now, while the table lives; EventLoop's destructor would run it after.
+  fetch.run_pending();
   fills->drain_disk();
   fills.reset();
   {
