@@ -1,7 +1,10 @@
 // Bearer-token and client-key files (conf/client_auth.h).
 #include "conf/client_auth.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
+#include <cstdlib>
 
 namespace conf {
 namespace {
@@ -78,6 +81,15 @@ Result<std::vector<std::string>, std::string> parse_token_file(std::string_view 
     return unexpected(std::string("holds no token"));
   }
   return tokens;
+}
+
+std::string token_digest(std::string_view token) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(token.data(), token.size(), md, &len, EVP_sha256(), nullptr) != 1) {
+    std::abort();  // SHA-256 is always available in OpenSSL: a failure is a broken library
+  }
+  return std::string(reinterpret_cast<const char*>(md), len);
 }
 
 Result<std::map<std::string, std::string>, std::string> parse_client_keys(std::string_view text) {

@@ -29,6 +29,11 @@ inline constexpr std::size_t kMaxAuthFileBytes = 1 << 20;
 // is a file with no token. Error: "line N: ..." (never the token).
 Result<std::vector<std::string>, std::string> parse_token_file(std::string_view text);
 
+// A token as a route keeps it: its SHA-256 (32 raw bytes). Requests are checked by comparing
+// the digest of the token they present with every digest, in constant time; the token itself
+// is not kept after loading.
+std::string token_digest(std::string_view token);
+
 // One ACCESS_KEY:SECRET_KEY per line (blank lines and '#' comments skipped). The access key is
 // 1..128 of A-Z a-z 0-9 . _ - (it travels in URLs); the secret is 1..256 printable bytes
 // without spaces. A repeated access key is refused. Error: "line N: ..." (never the secret).

@@ -69,7 +69,7 @@ struct Route {
   CidrList allow;
   Auth auth = Auth::kNone;
   std::string auth_token_file;                     // auth: token (re-read on reload)
-  std::vector<std::string> tokens;                 // its tokens
+  std::vector<std::string> token_digests;          // its tokens, as token_digest() keeps them
   std::string client_keys_file;                    // auth: presigned (re-read on reload)
   std::map<std::string, std::string> client_keys;  // access key -> secret key
   std::string auth_region = "us-east-1";           // the credential scope presigned URLs must name

@@ -145,7 +145,16 @@ Check<Route> read_route(const Value& v, const std::map<std::string, Upstream>& u
            }},
           {"auth_token_file",
            [&](const Value& f) {
-             return read_auth_file(f, ctx, route.auth_token_file, route.tokens, parse_token_file);
+             auto digests = [](std::string_view text) {
+               auto tokens = parse_token_file(text);
+               if (tokens) {
+                 for (std::string& t : *tokens) {
+                   t = token_digest(t);
+                 }
+               }
+               return tokens;
+             };
+             return read_auth_file(f, ctx, route.auth_token_file, route.token_digests, digests);
            }},
           {"client_keys_file",
            [&](const Value& f) {

@@ -57,19 +57,18 @@ AccessVerdict check_token(const conf::Route& route, const RequestHead& head) {
   }
   // Constant time in the token and in which line matches: digests of equal length compared
   // with CRYPTO_memcmp, every line compared (the loop never stops early).
-  const std::string presented = s3::hmac_sha256("tusk-token", *token);
+  const std::string presented = conf::token_digest(*token);
   const std::string* matched = nullptr;
-  for (const std::string& t : route.tokens) {
-    const std::string known = s3::hmac_sha256("tusk-token", t);
+  for (const std::string& known : route.token_digests) {
     if (CRYPTO_memcmp(presented.data(), known.data(), presented.size()) == 0) {
-      matched = &t;
+      matched = &known;
     }
   }
   if (matched == nullptr) {
     return refuse(AccessResult::kBadCredentials, 403, "the bearer token is not valid here");
   }
   AccessVerdict v;
-  v.key_id = token_id(*matched);
+  v.key_id = "token:" + s3::hex(*matched).substr(0, 12);
   return v;
 }
 
@@ -139,7 +138,7 @@ std::string route_label(const conf::Route& route) {
 }
 
 std::string token_id(std::string_view token) {
-  return "token:" + s3::sha256_hex(token).substr(0, 12);
+  return "token:" + s3::hex(conf::token_digest(token)).substr(0, 12);
 }
 
 AccessVerdict check_access(const conf::Route& route, const AccessRequest& req, std::time_t now) {

@@ -62,6 +62,14 @@ TEST(TokenFileTest, ErrorsNeverQuoteATokenLine) {
   EXPECT_EQ(r.error().find("secret"), std::string::npos);
 }
 
+TEST(TokenFileTest, TokensAreKeptAsTheirSha256) {
+  const std::string d = token_digest("abc");  // FIPS 180-2's example
+  ASSERT_EQ(d.size(), 32u);
+  EXPECT_EQ(static_cast<unsigned char>(d[0]), 0xba);
+  EXPECT_EQ(static_cast<unsigned char>(d[31]), 0xad);
+  EXPECT_NE(token_digest(kT1), token_digest(kT2));
+}
+
 TEST(ClientKeysTest, Rows) {
   const struct {
     std::string name;

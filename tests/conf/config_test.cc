@@ -919,7 +919,8 @@ TEST(LoadTest, ReadsAccessControl) {
   EXPECT_TRUE(r->server.trusted_proxies.contains(*parse_ip("10.9.8.7")));
   const Route& t = r->routes[0];
   EXPECT_EQ(t.auth, Auth::kToken);
-  EXPECT_EQ(t.tokens, (std::vector<std::string>{"alpha-token-0123456789", "beta-token-0123456789"}));
+  EXPECT_EQ(t.token_digests, (std::vector<std::string>{token_digest("alpha-token-0123456789"),
+                                                       token_digest("beta-token-0123456789")}));
   EXPECT_EQ(t.auth_token_file, dir.path() + "/tokens");
   EXPECT_TRUE(t.allow.contains(*parse_ip("192.0.2.9")));
   EXPECT_TRUE(t.allow.contains(*parse_ip("2001:db8::5")));

@@ -18,7 +18,7 @@ conf::Route route(conf::Auth auth, std::vector<std::string> allow = {}) {
   for (const auto& a : allow) {
     r.allow.add(*conf::parse_cidr(a));
   }
-  r.tokens = {kToken, "beta-token-0123456789"};
+  r.token_digests = {conf::token_digest(kToken), conf::token_digest("beta-token-0123456789")};
   r.client_keys = {{"AK1", "secret-one"}};
   return r;
 }
