@@ -93,10 +93,9 @@ AccessVerdict check_presigned(const conf::Route& route, const AccessRequest& req
   const s3::PresignCheck c =
       s3::verify_presigned(p, secrets, route.auth_region, route.auth_service, now);
   AccessVerdict v;
-  v.key_id = c.key_id;
   switch (c.result) {
     case s3::PresignResult::kOk:
-      return v;
+      break;
     case s3::PresignResult::kNone:
       v = refuse(AccessResult::kNoCredentials, 403, "a presigned URL is required");
       break;

@@ -467,14 +467,10 @@ TEST(Botocore, PresignedUrlsAgree) {
         << hexed(std::to_string(c.expires)) << '\t' << hexed(c.response_type) << '\n';
     }
   }
-  std::string out =
-      run_command(std::string(TUSK_PYTHON3) + " " + TUSK_BOTOCORE_PRESIGN + " " + path + " 2>&1");
+  std::string out;
+  const std::vector<std::string> lines = run_command_lines(
+      std::string(TUSK_PYTHON3) + " " + TUSK_BOTOCORE_PRESIGN + " " + path + " 2>&1", &out);
   std::remove(path);
-  std::vector<std::string> lines;
-  for (std::size_t start = 0, nl; (nl = out.find('\n', start)) != std::string::npos;
-       start = nl + 1) {
-    lines.push_back(out.substr(start, nl - start));
-  }
   ASSERT_EQ(lines.size(), cases.size()) << "botocore helper failed:\n" << out;
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace s3 {
 
@@ -23,6 +24,17 @@ inline std::string run_command(const std::string& cmd) {
     out += "\n<exit status " + std::to_string(status) + ">";
   }
   return out;
+}
+
+// The same, split into lines (a last line without '\n' is dropped: the helpers end every line).
+inline std::vector<std::string> run_command_lines(const std::string& cmd, std::string* out) {
+  *out = run_command(cmd);
+  std::vector<std::string> lines;
+  for (std::size_t start = 0, nl; (nl = out->find('\n', start)) != std::string::npos;
+       start = nl + 1) {
+    lines.push_back(out->substr(start, nl - start));
+  }
+  return lines;
 }
 
 }  // namespace s3
